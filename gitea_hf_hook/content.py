@@ -1,0 +1,182 @@
+"""Checks of what a ref would publish: the files of its tree after ``subdir``, ``include`` and ``exclude``.
+
+Per-file checks look only at files changed since the ref's old tip, when it had one; the model card is a
+whole-tree check and is read at the new tip. Git is asked three or four times whatever the number of files:
+one tree listing or diff, one ``cat-file --batch-check`` for sizes, one ``cat-file --batch`` for contents.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from . import git, lfs
+from .config import Checks, Config, RepoRule
+from .globs import compile_path_glob
+from .report import Problem, show_path
+from .scanners import Finding
+
+MIB = 1024 * 1024
+# LFS-stored JSON can be a multi-gigabyte dataset; parsing it would stall the push.
+MAX_LFS_JSON = 64 * MIB
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
+
+
+def _published_path(rule: RepoRule, raw: bytes) -> str | None:
+    """The path on the Hub of a git path, or None when it is not published. Undecodable bytes survive."""
+    path = raw.decode("utf-8", "surrogateescape")
+    if rule.subdir:
+        if not path.startswith(rule.subdir + "/"):
+            return None
+        path = path[len(rule.subdir) + 1:]
+    return path if rule.publishes(path) else None
+
+
+def _findings(path: str, findings: list[Finding]) -> list[Problem]:
+    return [Problem(f"{path}:{f.line}" if f.line else path, f.problem, f.hint) for f in findings]
+
+
+@contextmanager
+def _open(data: bytes, pointer: lfs.Pointer | None, lfs_root: str) -> Iterator[tuple[BinaryIO, int] | None]:
+    """The content of a file, from the blob or, for a Git LFS pointer, streamed from Gitea's store."""
+    if pointer is None:
+        yield io.BytesIO(data), len(data)
+        return
+    try:
+        f = open(lfs.object_path(lfs_root, pointer.oid), "rb")
+    except OSError:
+        yield None  # reported by the LFS check
+        return
+    with f:
+        yield f, pointer.size
+
+
+def _lfs_problem(path: str, pointer: lfs.Pointer, lfs_root: str) -> Problem | None:
+    try:
+        size = os.stat(lfs.object_path(lfs_root, pointer.oid)).st_size
+    except OSError:
+        return Problem(path, f"Git LFS object {pointer.oid[:12]} is not on the server",
+                       "run: git lfs push --all origin, then push again")
+    if size != pointer.size:
+        return Problem(path, f"Git LFS object {pointer.oid[:12]} holds {size} bytes, the pointer says {pointer.size}",
+                       "run: git lfs push --all origin, then push again")
+    return None
+
+
+def _scan(path: str, name: str, data: bytes, config: Config, checks: Checks) -> list[Problem]:
+    """Content checks of one file; ``path`` is what the pusher sees, ``name`` the lowercase file name."""
+    pointer = lfs.parse_pointer(data)
+    problems: list[Problem] = []
+    if pointer is not None and checks.lfs_objects and (p := _lfs_problem(path, pointer, config.lfs_root)):
+        problems.append(p)
+    if name.endswith(PICKLE_SUFFIXES) and checks.pickle != "allow":
+        if checks.pickle == "deny":
+            problems.append(Problem(path, "pickle files can run code when loaded",
+                                    "convert the weights to safetensors"))
+        else:
+            from .scanners.pickles import scan_pickle
+
+            with _open(data, pointer, config.lfs_root) as opened:
+                if opened is not None:
+                    problems += _findings(path, scan_pickle(opened[0]))
+    if name.endswith(".safetensors") and checks.safetensors:
+        from .scanners.safetensors import check_safetensors
+
+        with _open(data, pointer, config.lfs_root) as opened:
+            if opened is not None:
+                problems += _findings(path, check_safetensors(*opened))
+    if name.endswith(".json") and checks.json and (pointer is None or pointer.size <= MAX_LFS_JSON):
+        with _open(data, pointer, config.lfs_root) as opened:
+            if opened is not None:
+                try:
+                    json.loads(opened[0].read())
+                except (UnicodeDecodeError, ValueError) as exc:
+                    where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+                    problems.append(Problem(path, f"not valid JSON{where}", "fix the file, or exclude it"))
+    if checks.secrets and pointer is None:
+        from .scanners.secrets import is_text, scan_secrets
+
+        if is_text(data):
+            problems += _findings(path, scan_secrets(data))
+    return problems
+
+
+def _path_problems(shown: str, hub_path: str, mode: str, checks: Checks) -> list[Problem]:
+    if mode == git.SYMLINK:
+        return [Problem(shown, "symlinks cannot be published to the Hub", "commit the file it points to instead")]
+    if mode == git.SUBMODULE:
+        return [Problem(shown, "submodules cannot be published to the Hub",
+                        "commit the files themselves, or publish that repository on its own")]
+    problems = []
+    try:
+        hub_path.encode("utf-8")
+    except UnicodeEncodeError:
+        problems.append(Problem(shown, "file name is not valid UTF-8, which the Hub requires", "rename it"))
+    for pattern in checks.forbid:
+        if compile_path_glob(pattern).match(hub_path):
+            problems.append(Problem(shown, f"matches forbidden pattern '{pattern}'",
+                                    "remove it from the commit, or ask an admin to change checks.forbid"))
+            break
+    return problems
+
+
+def _model_card(config: Config, rule: RepoRule, data: bytes | None) -> list[Problem]:
+    card = rule.checks.model_card
+    assert card is not None
+    shown = f"{rule.subdir}/README.md" if rule.subdir else "README.md"
+    if data is None or not rule.publishes("README.md"):
+        return [Problem(shown, "missing: the Hub shows README.md as the model card",
+                        "add a README.md with YAML front matter (license, tags, ...)")]
+    pointer = lfs.parse_pointer(data)
+    if pointer is not None:
+        with _open(data, pointer, config.lfs_root) as opened:
+            if opened is None:
+                return []  # the LFS check reports the missing object
+            data = opened[0].read(1 * MIB)
+    from .scanners.model_card import check_model_card
+
+    metrics = {name: (op, value) for name, op, value in card.metrics}
+    return _findings(shown, check_model_card(data, required=card.required, licenses=card.licenses, metrics=metrics))
+
+
+def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list[Problem]:
+    """Every content problem of publishing ``commit``; only files changed since ``base`` when it is given."""
+    checks = rule.checks
+    entries = git.changed_files(base, commit) if base else git.list_tree(commit)
+    problems: list[Problem] = []
+    blobs: list[tuple[str, str, str]] = []  # (shown path, lowercase name, oid)
+    for entry in entries:
+        hub_path = _published_path(rule, entry.path)
+        if hub_path is None:
+            continue
+        shown = show_path(entry.path)
+        path_problems = _path_problems(shown, hub_path, entry.mode, checks)
+        problems += path_problems
+        if entry.mode not in (git.SYMLINK, git.SUBMODULE):
+            blobs.append((shown, hub_path.rsplit("/", 1)[-1].lower(), entry.oid))
+    limit = int(checks.max_blob_mb * MIB)
+    wanted: list[tuple[str, str, str]] = []
+    for blob, info in zip(blobs, git.object_info([oid for _, _, oid in blobs]) if blobs else []):
+        size = info[2] if info else 0
+        if size > limit:
+            problems.append(Problem(blob[0], f"{size / MIB:.1f} MiB is over the {checks.max_blob_mb:g} MiB limit "
+                                             "for files outside Git LFS",
+                                    f'track it with Git LFS: git lfs migrate import --include="{blob[0]}"'))
+        else:
+            wanted.append(blob)
+    card_spec = []
+    if checks.model_card is not None:
+        card_spec = [f"{commit}:{rule.subdir + '/' if rule.subdir else ''}README.md"]
+    objects = git.read_objects(card_spec + [oid for _, _, oid in wanted])
+    if card_spec:
+        card = next(objects)
+        problems += _model_card(config, rule, card[2] if card and card[1] == "blob" else None)
+    # The generator goes first so that it runs to its end and reaps the git process.
+    for obj, (shown, name, _) in zip(objects, wanted):
+        if obj is not None:
+            problems += _scan(shown, name, obj[2], config, checks)
+    return problems

@@ -1,0 +1,62 @@
+"""Shared fixtures: a Gitea server's disk, its repositories and engineers' clones."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.gitea_server import Clone, GiteaServer
+
+
+@pytest.fixture(autouse=True)
+def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pin git's identity and keep every test away from the real home and system config."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Alice Engineer")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "alice@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Alice Engineer")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "alice@example.com")
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    for name in list(os.environ):
+        if name.startswith(("GITEA_", "GIT_PUSH_OPTION")) or name == "GIT_DIR":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> GiteaServer:
+    return GiteaServer(tmp_path)
+
+
+RULE = """\
+  - match: acme/*
+    hub_repo: acme/{name}
+    branches: {main: main}
+    tags: "v*"
+    publishers: [alice, "@ml-release"]
+    checks:
+      model_card:
+        required: [license]
+        licenses: [apache-2.0, mit]
+"""
+CARD = "---\nlicense: apache-2.0\n---\n# bert-tiny\n"
+
+
+@pytest.fixture
+def gitea(server: GiteaServer) -> GiteaServer:
+    """A server with acme/bert-tiny, our hooks installed, and a rule publishing acme/* to the Hub."""
+    server.write_config(RULE, extra="groups:\n  ml-release: [bob]\n")
+    server.create_repo("acme", "bert-tiny")
+    server.install("acme/bert-tiny")
+    return server
+
+
+@pytest.fixture
+def clone(gitea: GiteaServer, tmp_path: Path) -> Clone:
+    """Alice's working copy of acme/bert-tiny holding a valid model card."""
+    c = gitea.clone("acme", "bert-tiny", tmp_path / "work")
+    c.write({"README.md": CARD})
+    return c

@@ -332,7 +332,14 @@ _REPO_KEYS = ("match", "hub_repo", "repo_type", "space_sdk", "private", "create"
               "exclude", "delete_missing", "checks")
 
 
-def _repo(doc: _Doc, node: yaml.Node, index: int) -> RepoRule:
+def _publishers(doc: _Doc, node: yaml.Node, where: str, groups: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    def known(who: str) -> str | None:
+        return "names an unknown group" if who.startswith("@") and who[1:] not in groups else None
+
+    return doc.strings(node, where, check=known)
+
+
+def _repo(doc: _Doc, node: yaml.Node, index: int, groups: dict[str, tuple[str, ...]]) -> RepoRule:
     where = f"repos[{index}]"
     keys = doc.mapping(node, where, _REPO_KEYS)
     if "match" not in keys:
@@ -358,7 +365,7 @@ def _repo(doc: _Doc, node: yaml.Node, index: int) -> RepoRule:
         elif key == "tags":
             values[key] = doc.strings(value_node, at, check=check_glob, scalar_ok=True)
         elif key == "publishers":
-            values[key] = doc.strings(value_node, at)
+            values[key] = _publishers(doc, value_node, at, groups)
         elif key == "subdir":
             subdir = doc.string(value_node, at, empty=True).strip("/")
             if ".." in subdir.split("/"):
@@ -438,18 +445,9 @@ def parse(path: str, text: str) -> Config:
     if "repos" in top:
         if not isinstance(top["repos"], yaml.SequenceNode):
             raise doc.error(top["repos"], "repos", "must be a list of repository rules")
-        values["repos"] = tuple(_repo(doc, n, i) for i, n in enumerate(top["repos"].value))
-    config = Config(**values)
-    _check_groups(doc, top, config)
-    return config
-
-
-def _check_groups(doc: _Doc, top: dict[str, yaml.Node], config: Config) -> None:
-    for rule in config.repos:
-        for who in rule.publishers:
-            if who.startswith("@") and who[1:] not in config.groups:
-                node = top["repos"].value[rule.index]
-                raise doc.error(node, f"repos[{rule.index}].publishers", f"names unknown group {who!r}")
+        groups = values.get("groups", {})
+        values["repos"] = tuple(_repo(doc, n, i, groups) for i, n in enumerate(top["repos"].value))
+    return Config(**values)
 
 
 def load(path: str) -> Config:

@@ -35,7 +35,8 @@ def job_for(config: Config, push: Push, verdict: Verdict, commit: str, repo_dir:
 
 def queue_verdicts(config: Config, push: Push, verdicts: list[Verdict]) -> list[str]:
     """Queue a job per update and return the lines the pusher sees."""
-    live = [v for v in verdicts if not v.update.deleted]
+    # Branch tips are always commits; only tags need peeling.
+    live = [v for v in verdicts if not v.update.deleted and v.target.kind == "tag"]
     peeled = git.object_info([f"{v.update.new}^{{}}" for v in live]) if live else []
     commits = {v.update.new: (info[0] if info else v.update.new) for v, info in zip(live, peeled)}
     repo_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))

@@ -42,13 +42,14 @@ RULE = """\
         required: [license]
         licenses: [apache-2.0, mit]
 """
+GROUPS = "groups:\n  ml-release: [bob]\n"
 CARD = "---\nlicense: apache-2.0\n---\n# bert-tiny\n"
 
 
 @pytest.fixture
 def gitea(server: GiteaServer) -> GiteaServer:
     """A server with acme/bert-tiny, our hooks installed, and a rule publishing acme/* to the Hub."""
-    server.write_config(RULE, extra="groups:\n  ml-release: [bob]\n")
+    server.write_config(RULE, extra=GROUPS)
     server.create_repo("acme", "bert-tiny")
     server.install("acme/bert-tiny")
     return server

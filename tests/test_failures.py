@@ -1,0 +1,67 @@
+"""When things go wrong: a broken config fails closed for publishing refs only; a crash shows one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.conftest import GROUPS, RULE
+from tests.gitea_server import Clone, GiteaServer, gitea_env
+
+
+def test_a_broken_config_rejects_publishing_refs_and_lets_others_pass(clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text(gitea.config_path.read_text().replace("publishers:", "publisher:"))
+    clone.commit()
+    result = clone.push("main")
+    assert not result.ok
+    assert result.remote == [
+        "hf-publish: rejected refs/heads/main of acme/bert-tiny, which may publish to the Hub: the publishing "
+        "config is broken, so nothing can be checked:",
+        f"  {gitea.config_path}:16: repos[0].publisher: unknown key; did you mean 'publishers'? "
+        "(fix config.yaml; README.md lists every key)",
+        "  (a Gitea admin must fix it; refs that do not publish are not affected)",
+    ]
+    other = clone.push("main:experiment")
+    assert other.ok and other.remote == []
+
+
+def test_unparsable_or_missing_config_fails_closed_for_every_branch_and_tag(clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text("repos: [\n")
+    clone.commit()
+    result = clone.push("main:experiment")
+    assert not result.ok
+    assert result.remote[1].startswith(f"  {gitea.config_path}:2: not valid YAML")
+    gitea.config_path.unlink()
+    result = clone.push("main")
+    assert result.remote[1] == (f"  {gitea.config_path}: no such file "
+                                "(create it, or point --config or $GITEA_HF_HOOK_CONFIG at one)")
+    # Refs that are neither branches nor tags never publish.
+    assert clone.push("main:refs/notes/review").ok
+
+
+def test_a_config_error_in_another_repositorys_rule_leaves_this_one_alone(server: GiteaServer, tmp_path):
+    server.write_config(RULE.replace("acme/*", "other/*"), extra=GROUPS)
+    server.create_repo("acme", "bert-tiny")
+    server.install("acme/bert-tiny")
+    server.config_path.write_text(server.config_path.read_text().replace("checks:", "checks:\n      pickle: scan"))
+    clone = server.clone("acme", "bert-tiny", tmp_path / "w")
+    clone.commit({"x": "x"})
+    assert clone.push("main").ok
+
+
+def test_an_internal_error_gives_the_pusher_one_line_and_the_admin_a_traceback(clone: Clone, gitea: GiteaServer):
+    new = clone.commit()
+    assert clone.push("main").ok
+    # Gitea hands the hook an update whose old id the repository does not have: git fails under us.
+    hook = clone.bare / "hooks" / "pre-receive.d" / "hf-publish"
+    env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
+    proc = subprocess.run([str(hook)], input=f"{'1' * 40} {new} refs/heads/main\n", capture_output=True,
+                          text=True, cwd=clone.bare, env=env)
+    log = gitea.audit_log.parent / "hook.log"
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == (f"hf-publish: rejected: internal error while checking this push (details for the admin "
+                           f"in {log})\n")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "GitError: git merge-base failed" in text
+    assert "pre-receive acme/bert-tiny pusher=alice" in text

@@ -179,4 +179,5 @@ def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list
     for obj, (shown, name, _) in zip(objects, wanted):
         if obj is not None:
             problems += _scan(shown, name, obj[2], config, checks)
-    return problems
+    # Grouped by file, in the order git lists files, whichever check found them.
+    return sorted(problems, key=lambda p: p.path)

@@ -30,11 +30,26 @@ def templates_dir() -> str:
     return os.path.join(sys.prefix, "share", "gitea-hf-hook", "hooks")
 
 
+def import_paths() -> list[str]:
+    """The folders the hook imports from: ours and PyYAML's (the hook skips site initialisation)."""
+    import yaml
+
+    from . import __file__ as package_file
+
+    paths = []
+    for module_file in (package_file, yaml.__file__):
+        folder = os.path.dirname(os.path.dirname(os.path.abspath(module_file)))
+        if folder not in paths:
+            paths.append(folder)
+    return paths
+
+
 def render(hook: str, python: str, config_file: str) -> str:
-    """The text of one installed hook, with the interpreter and config paths baked in."""
+    """The text of one installed hook, with the interpreter, config and import paths baked in."""
     with open(os.path.join(templates_dir(), hook), encoding="utf-8") as f:
         template = f.read()
-    return template.replace("@PYTHON@", shlex.quote(python)).replace("@CONFIG@", shlex.quote(config_file))
+    return (template.replace("@PYTHON@", shlex.quote(python)).replace("@CONFIG@", shlex.quote(config_file))
+            .replace("@PATHS@", " ".join(shlex.quote(p) for p in import_paths())))
 
 
 def repositories(config: Config, names: tuple[str, ...], every: bool) -> list[str]:

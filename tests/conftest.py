@@ -41,6 +41,7 @@ RULE = """\
       model_card:
         required: [license]
         licenses: [apache-2.0, mit]
+      forbid: ["*.env", "id_rsa*"]
 """
 GROUPS = "groups:\n  ml-release: [bob]\n"
 CARD = "---\nlicense: apache-2.0\n---\n# bert-tiny\n"

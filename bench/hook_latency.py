@@ -69,7 +69,7 @@ def big_push(hooked: Clone, plain: Clone, files: int, rounds: int) -> tuple[list
                     f'{{"i": {i}, "r": {r}}}' if i % 2 else f"row {i} {r}\n")
             clone.commit(content, message=f"big {r}")
             # A new branch under the rule's branch mapping: all files are checked, as on a first push.
-            times.append(timed_push(clone, f"big{r}:main" if r == 0 else f"+big{r}:main"))
+            times.append(timed_push(clone, f"+big{r}:main"))
             clone.git("checkout", "--quiet", "main")
     return with_hook, without
 

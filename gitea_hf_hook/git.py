@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import GitError
 
@@ -23,8 +23,7 @@ def is_zero(oid: str) -> bool:
     return not oid.strip("0")
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One path of a tree listing or diff: its mode, object id and raw path bytes."""
 
     mode: str

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PR_MERGE = "pr-merge-to-base"
 
 
-@dataclass(frozen=True)
-class Push:
+class Push(NamedTuple):
     """The Gitea side of one push: which repository, who pushed, and how."""
 
     owner: str  # lowercase, as on disk: Gitea's URL spelling is not canonical

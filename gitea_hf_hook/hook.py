@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 
 from .config import Config, load, might_publish
 from .errors import ConfigError
@@ -29,6 +28,8 @@ def _say(lines: list[str]) -> None:
 
 def log_failure(config: Config | None, push: Push, hook: str) -> str:
     """Append the current exception's traceback to the hook log; return where it went."""
+    import traceback  # only on this path: importing it costs every push milliseconds
+
     candidates = [config.hook_log] if config is not None else []
     candidates.append(os.path.join(os.path.expanduser("~"), "gitea-hf-hook.log"))
     record = (f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {hook} {push.full_name} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # The spec allows only these version lines; git-lfs writes pointers well under 200 bytes and refuses to read
 # ones of 1024 bytes or more, so anything larger is content.
@@ -14,8 +14,7 @@ _OID = re.compile(rb"oid sha256:([0-9a-f]{64})\Z")
 _SIZE = re.compile(rb"size (0|[1-9][0-9]{0,18})\Z")
 
 
-@dataclass(frozen=True)
-class Pointer:
+class Pointer(NamedTuple):
     """A parsed Git LFS pointer: the content's sha256 and its size in bytes."""
 
     oid: str

@@ -6,7 +6,7 @@ offline dry run prints exactly what a pusher would see.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import content, git
 from .config import Config, RepoRule, Target
@@ -15,8 +15,7 @@ from .report import Problem
 from .spool import writable_problem
 
 
-@dataclass(frozen=True)
-class Update:
+class Update(NamedTuple):
     """One line of a hook's standard input: ``<old> <new> <ref>``."""
 
     old: str
@@ -32,14 +31,13 @@ class Update:
         return git.is_zero(self.new)
 
 
-@dataclass
-class Verdict:
+class Verdict(NamedTuple):
     """The decision for one publishing ref."""
 
     update: Update
     rule: RepoRule
     target: Target
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem]  # filled in by evaluate
 
 
 def parse_updates(text: str) -> list[Update]:
@@ -64,7 +62,7 @@ def publishing(config: Config, push: Push, updates: list[Update]) -> list[Verdic
     for update in updates:
         target = rule.target(push.owner, push.name, update.ref)
         if target is not None:
-            verdicts.append(Verdict(update, rule, target))
+            verdicts.append(Verdict(update, rule, target, []))
     return verdicts
 
 
@@ -153,13 +151,13 @@ def evaluate(config: Config, push: Push, updates: list[Update]) -> list[Verdict]
     # No push may land that post-receive could not queue.
     spool_problem = writable_problem(config.spool)
     for verdict in verdicts:
-        verdict.problems += check_pusher(config, push, verdict)
+        verdict.problems.extend(check_pusher(config, push, verdict))
         info = peeled.get(verdict.update.new)
         ref_problems = check_ref(verdict, None if info is None else info[:2], tips)
-        verdict.problems += ref_problems
+        verdict.problems.extend(ref_problems)
         if spool_problem:
             verdict.problems.append(Problem(verdict.update.ref, *spool_problem))
         if not verdict.update.deleted and not ref_problems and info is not None:
             base = None if verdict.update.created else verdict.update.old
-            verdict.problems += content.check(config, verdict.rule, info[0], base)
+            verdict.problems.extend(content.check(config, verdict.rule, info[0], base))
     return verdicts

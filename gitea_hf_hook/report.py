@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PREFIX = "hf-publish:"
 MAX_LINES = 20
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One reason a ref may not publish, tied to a file (or to the ref itself)."""
 
     path: str

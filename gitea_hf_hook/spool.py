@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from typing import Any
 
@@ -40,7 +39,7 @@ def writable_problem(spool: str) -> tuple[str, str] | None:
 def new_job_id(now: float | None = None) -> str:
     """A unique, time-ordered job id such as ``20261125-205226-3f9a1c0b``."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(4)}"
+    return f"{stamp}-{os.urandom(4).hex()}"
 
 
 def _fsync_dir(path: str) -> None:
@@ -53,7 +52,7 @@ def _fsync_dir(path: str) -> None:
 
 def write_atomic(folder: str, name: str, data: bytes, spool: str) -> str:
     """Write ``data`` to ``spool/tmp``, fsync it, rename it to ``folder/name`` and fsync ``folder``."""
-    tmp = os.path.join(spool, "tmp", f"{name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp = os.path.join(spool, "tmp", f"{name}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
         os.write(fd, data)

@@ -11,10 +11,10 @@ from tests.gitea_server import Clone, GiteaServer
 
 
 @pytest.fixture(autouse=True)
-def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pin git's identity and keep every test away from the real home and system config."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Alice Engineer")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "alice@example.com")

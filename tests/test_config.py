@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gitea_hf_hook.config import CardRule, load, parse
+from gitea_hf_hook.config import CardRule, from_json, load, to_json
+from gitea_hf_hook.config_schema import parse
 from gitea_hf_hook.errors import ConfigError
 
 FULL = """\
@@ -143,3 +144,20 @@ def test_defaults_are_the_safe_ones():
     assert (rule.checks.pickle, rule.checks.max_blob_mb, rule.checks.secrets) == ("deny", 10.0, True)
     assert rule.publishers == ()
     assert config.enforce is True
+
+
+def test_the_validated_config_is_cached_until_the_file_changes(tmp_path: Path):
+    """Pushes reuse the validated config; any edit, even one keeping the size, is seen at once."""
+    path = tmp_path / "config.yaml"
+    path.write_text(FULL)
+    first = load(str(path))
+    assert from_json(to_json(first)) == first
+    assert load(str(path)) == first
+    caches = list((tmp_path / "home" / ".cache" / "gitea-hf-hook").glob("config-*.json"))
+    assert len(caches) == 1
+    path.write_text(FULL.replace("pickle: deny", "pickle: scan"))
+    with pytest.raises(ConfigError, match="pickle: must be one of"):
+        load(str(path))
+    path.write_text(FULL.replace("enforce: true", "enforce: fals"))
+    with pytest.raises(ConfigError, match="enforce: must be true or false"):
+        load(str(path))

@@ -6,11 +6,10 @@ Scanners know nothing of git, paths or configuration layout: the policy hands th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     """One problem in one file. ``problem`` and ``hint`` never contain the offending secret or raw bytes."""
 
     problem: str

@@ -7,12 +7,11 @@ change never imports PyYAML for it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from typing import Any, NamedTuple
 
+from . import config_cache
 from .errors import ConfigError
 from .globs import compile_name_glob, compile_path_glob
 
@@ -211,42 +210,16 @@ def from_json(data: dict[str, Any]) -> Config:
                      "groups": {k: tuple(v) for k, v in data["groups"].items()}})
 
 
-def _cache_file(path: str) -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    key = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:24]
-    return os.path.join(base, "gitea-hf-hook", f"config-{key}.json")
-
-
-def _stamp(path: str) -> list[int]:
-    """What identifies one version of the config file, and of the code that validated it."""
-    st = os.stat(path)
-    code = os.stat(__file__)
-    return [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, code.st_mtime_ns, code.st_size]
-
-
 def load(path: str) -> Config:
     """Read and validate the config file at ``path``, from the cache when the file has not changed."""
-    try:
-        stamp = _stamp(path)
-    except OSError:
-        return _read(path)  # says why it cannot be read
-    cache = _cache_file(path)
-    try:
-        with open(cache, encoding="utf-8") as f:
-            cached = json.load(f)
-        if cached["stamp"] == stamp:
-            return from_json(cached["config"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    cached = config_cache.read(path)
+    if cached is not None:
+        try:
+            return from_json(cached)
+        except (KeyError, TypeError):
+            pass  # written by another version: validate afresh
     config = _read(path)
-    try:
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"stamp": stamp, "config": to_json(config)}, f)
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # a cache we cannot write only costs time
+    config_cache.write(path, to_json(config))
     return config
 
 

@@ -1,8 +1,8 @@
 """Checks of what a ref would publish: the files of its tree after ``subdir``, ``include`` and ``exclude``.
 
 Per-file checks look only at files changed since the ref's old tip, when it had one; the model card is a
-whole-tree check and is read at the new tip. Git is asked three or four times whatever the number of files:
-one tree listing or diff, one ``cat-file --batch-check`` for sizes, one ``cat-file --batch`` for contents.
+whole-tree check and is read at the new tip. Git is asked twice whatever the number of files: one tree
+listing or diff, and one ``cat-file --batch`` for contents.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
 from . import git, lfs
-from .config import Checks, Config, RepoRule
+from .config import CardRule, Checks, Config, RepoRule
 from .globs import compile_path_glob
 from .report import Problem, show_path
 from .scanners import Finding
@@ -124,13 +125,32 @@ def _path_problems(shown: str, hub_path: str, mode: str, checks: Checks) -> list
     return problems
 
 
-def _model_card(config: Config, rule: RepoRule, data: bytes | None) -> list[Problem]:
+def _card_ok_marker(config: Config, card: CardRule, oid: str) -> str:
+    """Where a passed model card is remembered: keyed by the README blob, the rule and the checking code."""
+    code = os.stat(os.path.join(os.path.dirname(__file__), "scanners", "model_card.py"))
+    # The blob id cannot be steered to collide; the checksum covers admin-written rules only.
+    rule = zlib.crc32(f"{card!r} {code.st_mtime_ns} {code.st_size}".encode())
+    return os.path.join(config.spool, "state", "cards", f"{oid}-{rule:08x}")
+
+
+def _model_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes | None] | None) -> list[Problem]:
+    """The whole-tree check: README.md at the new tip. A card that passed before is not parsed again.
+
+    Checking a card is a pure function of its bytes and the rule, and parsing YAML costs a push more than
+    everything else the hook does, so passes are remembered by blob id.
+    """
     card = rule.checks.model_card
     assert card is not None
     shown = f"{rule.subdir}/README.md" if rule.subdir else "README.md"
-    if data is None or not rule.publishes("README.md"):
+    if obj is None or obj[1] != "blob" or not rule.publishes("README.md"):
         return [Problem(shown, "missing: the Hub shows README.md as the model card",
                         "add a README.md with YAML front matter (license, tags, ...)")]
+    if obj[3] is None:
+        return [Problem(shown, f"{obj[2] / MIB:.1f} MiB is too large for a model card", "keep README.md small")]
+    marker = _card_ok_marker(config, card, obj[0])
+    if os.path.exists(marker):
+        return []
+    data = obj[3]
     pointer = lfs.parse_pointer(data)
     if pointer is not None:
         with _open(data, pointer, config.lfs_root) as opened:
@@ -140,7 +160,14 @@ def _model_card(config: Config, rule: RepoRule, data: bytes | None) -> list[Prob
     from .scanners.model_card import check_model_card
 
     metrics = {name: (op, value) for name, op, value in card.metrics}
-    return _findings(shown, check_model_card(data, required=card.required, licenses=card.licenses, metrics=metrics))
+    findings = check_model_card(data, required=card.required, licenses=card.licenses, metrics=metrics)
+    if not findings:
+        try:
+            os.makedirs(os.path.dirname(marker), exist_ok=True)
+            open(marker, "x").close()
+        except OSError:
+            pass  # only costs the next push a parse
+    return _findings(shown, findings)
 
 
 def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list[Problem]:
@@ -159,25 +186,22 @@ def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list
         if entry.mode not in (git.SYMLINK, git.SUBMODULE):
             blobs.append((shown, hub_path.rsplit("/", 1)[-1].lower(), entry.oid))
     limit = int(checks.max_blob_mb * MIB)
-    wanted: list[tuple[str, str, str]] = []
-    for blob, info in zip(blobs, git.object_info([oid for _, _, oid in blobs]) if blobs else []):
-        size = info[2] if info else 0
-        if size > limit:
-            problems.append(Problem(blob[0], f"{size / MIB:.1f} MiB is over the {checks.max_blob_mb:g} MiB limit "
-                                             "for files outside Git LFS",
-                                    f'track it with Git LFS: git lfs migrate import --include="{blob[0]}"'))
-        else:
-            wanted.append(blob)
     card_spec = []
     if checks.model_card is not None:
         card_spec = [f"{commit}:{rule.subdir + '/' if rule.subdir else ''}README.md"]
-    objects = git.read_objects(card_spec + [oid for _, _, oid in wanted])
+    # One content batch for all: a blob over the limit is passed over unread and reported by its size.
+    objects = git.read_objects(card_spec + [oid for _, _, oid in blobs], limit=max(limit, lfs.MAX_POINTER_SIZE))
     if card_spec:
-        card = next(objects)
-        problems += _model_card(config, rule, card[2] if card and card[1] == "blob" else None)
+        problems += _model_card(config, rule, next(objects))
     # The generator goes first so that it runs to its end and reaps the git process.
-    for obj, (shown, name, _) in zip(objects, wanted):
-        if obj is not None:
-            problems += _scan(shown, name, obj[2], config, checks)
+    for obj, (shown, name, _) in zip(objects, blobs):
+        if obj is None:
+            continue
+        if obj[2] > limit:
+            problems.append(Problem(shown, f"{obj[2] / MIB:.1f} MiB is over the {checks.max_blob_mb:g} MiB limit "
+                                           "for files outside Git LFS",
+                                    f'track it with Git LFS: git lfs migrate import --include="{shown}"'))
+        elif obj[3] is not None:
+            problems += _scan(shown, name, obj[3], config, checks)
     # Grouped by file, in the order git lists files, whichever check found them.
     return sorted(problems, key=lambda p: p.path)

@@ -67,7 +67,8 @@ def changed_files(old: str, new: str, cwd: str | None = None) -> list[Entry]:
     return entries
 
 
-def _batch(option: str, specs: list[str], cwd: str | None) -> Iterator[tuple[str, str, int, bytes | None] | None]:
+def _batch(option: str, specs: list[str], cwd: str | None,
+           limit: int | None = None) -> Iterator[tuple[str, str, int, bytes | None] | None]:
     proc = subprocess.Popen(["git", "cat-file", option], cwd=cwd, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None and proc.stdout is not None
@@ -96,7 +97,17 @@ def _batch(option: str, specs: list[str], cwd: str | None) -> Iterator[tuple[str
             oid, kind, size = parts[0].decode(), parts[1].decode(), int(parts[2])
             data = None
             if option == "--batch":
-                data = stdout.read(size)
+                if limit is None or size <= limit:
+                    data = stdout.read(size)
+                else:
+                    # Too large to inspect: pass over it in chunks rather than hold it.
+                    left = size
+                    while left:
+                        chunk = stdout.read(min(left, 1 << 20))
+                        if not chunk:
+                            raise GitError("git cat-file stopped answering",
+                                           "check that the repository is intact (git fsck)")
+                        left -= len(chunk)
                 stdout.read(1)
             yield oid, kind, size, data
     finally:
@@ -110,13 +121,14 @@ def object_info(specs: list[str], cwd: str | None = None) -> list[tuple[str, str
     return [None if r is None else r[:3] for r in _batch("--batch-check", specs, cwd)]
 
 
-def read_objects(specs: list[str], cwd: str | None = None) -> Iterator[tuple[str, str, bytes] | None]:
-    """Yield (oid, type, content) for each object name in order, or None where it is missing (one process).
+def read_objects(specs: list[str], cwd: str | None = None,
+                 limit: int | None = None) -> Iterator[tuple[str, str, int, bytes | None] | None]:
+    """Yield (oid, type, size, content) for each object name in order, or None where it is missing.
 
-    A generator, so the caller holds one object at a time however large the push.
+    One process for all of them, and a generator, so the caller holds one object at a time however large
+    the push. Content over ``limit`` bytes is not kept: it comes back as None with its size.
     """
-    for r in _batch("--batch", specs, cwd):
-        yield None if r is None else (r[0], r[1], r[3] or b"")
+    yield from _batch("--batch", specs, cwd, limit)
 
 
 def is_ancestor(old: str, new: str, cwd: str | None = None) -> bool:

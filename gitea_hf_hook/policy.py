@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from . import content, git
 from .config import Config, RepoRule, Target
 from .gitea import Push
 from .report import Problem
@@ -24,11 +23,11 @@ class Update(NamedTuple):
 
     @property
     def created(self) -> bool:
-        return git.is_zero(self.old)
+        return not self.old.strip("0")  # the all-zeros id: no object, in sha1 or sha256 length
 
     @property
     def deleted(self) -> bool:
-        return git.is_zero(self.new)
+        return not self.new.strip("0")
 
 
 class Verdict(NamedTuple):
@@ -38,6 +37,7 @@ class Verdict(NamedTuple):
     rule: RepoRule
     target: Target
     problems: list[Problem]  # filled in by evaluate
+    commit: str = ""  # the commit that would publish (a tag peeled); empty for deletions
 
 
 def parse_updates(text: str) -> list[Update]:
@@ -103,6 +103,8 @@ def check_pusher(config: Config, push: Push, verdict: Verdict) -> list[Problem]:
 
 def check_ref(verdict: Verdict, peeled: tuple[str, str] | None, branch_tips: dict[str, str]) -> list[Problem]:
     """Deletion, force-push, what a tag points at, and whether a tag's commit is on a publishing branch."""
+    from . import git
+
     update, rule, target = verdict.update, verdict.rule, verdict.target
     ref = update.ref
     if update.deleted:
@@ -128,6 +130,8 @@ def check_ref(verdict: Verdict, peeled: tuple[str, str] | None, branch_tips: dic
 
 def _publishing_tips(rule: RepoRule, updates: list[Update]) -> dict[str, str]:
     """Tips of the publishing branches as they will be if this push lands."""
+    from . import git
+
     tips = {ref: oid for ref, oid in git.refs("refs/heads/").items()
             if rule.target("", "", ref) is not None}
     for update in updates:
@@ -144,9 +148,17 @@ def evaluate(config: Config, push: Push, updates: list[Update]) -> list[Verdict]
     verdicts = publishing(config, push, updates)
     if not verdicts:
         return []
+    # Imported here: post-receive shares this module but needs neither git nor the content checks.
+    from . import content, git
+    # Tags are peeled to what they name. Git refuses to point a branch at anything but a commit, so
+    # branches need no look-up: one git process less on every push.
+    tags = [v for v in verdicts if not v.update.deleted and v.target.kind == "tag"]
+    peeled: dict[str, tuple[str, str, int] | None] = {v.update.new: (v.update.new, "commit", 0) for v in verdicts
+                                                       if not v.update.deleted and v.target.kind == "branch"}
+    if tags:
+        peeled.update(zip((v.update.new for v in tags), git.object_info([f"{v.update.new}^{{}}" for v in tags])))
+    verdicts = [v._replace(commit=peeled[v.update.new][0]) if peeled.get(v.update.new) else v for v in verdicts]
     live = [v for v in verdicts if not v.update.deleted]
-    peeled = dict(zip((v.update.new for v in live),
-                      git.object_info([f"{v.update.new}^{{}}" for v in live]) if live else []))
     tips = _publishing_tips(verdicts[0].rule, updates) if any(v.target.kind == "tag" for v in live) else {}
     # No push may land that post-receive could not queue.
     spool_problem = writable_problem(config.spool)

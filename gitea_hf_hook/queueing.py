@@ -1,4 +1,4 @@
-"""Turning accepted updates of publishing refs into jobs in the spool (post-receive's work)."""
+"""Jobs for accepted updates of publishing refs, prepared by pre-receive and queued by post-receive."""
 
 from __future__ import annotations
 
@@ -6,47 +6,49 @@ import os
 import time
 from typing import Any
 
-from . import git, spool
+from . import spool
 from .config import Config
 from .gitea import Push
 from .policy import Verdict
 from .report import PREFIX
 
 
-def job_for(config: Config, push: Push, verdict: Verdict, commit: str, repo_dir: str) -> dict[str, Any]:
+def job_for(config: Config, push: Push, verdict: Verdict, repo_dir: str) -> dict[str, Any]:
     """The job record for one update. It holds names and ids only, never a credential."""
-    target = verdict.target
+    update, target = verdict.update, verdict.target
     return {
+        "id": spool.new_job_id(),
         "created": time.time(),
         "repo_dir": repo_dir,
         "gitea": {"owner": push.owner, "name": push.name, "repo_id": push.repo_id, "pusher": push.pusher,
                   "pusher_id": push.pusher_id, "deploy_key_id": push.deploy_key_id, "trigger": push.trigger,
                   "pr_id": push.pr_id},
-        "ref": verdict.update.ref,
-        "old": verdict.update.old,
-        "new": verdict.update.new,
-        "commit": commit,
+        "ref": update.ref,
+        "old": update.old,
+        "new": update.new,
+        "commit": verdict.commit,
         "target": {"hub_repo": target.hub_repo, "repo_type": target.repo_type, "kind": target.kind,
-                   "name": target.name, "revision": target.revision},
+                   "name": target.name, "revision": target.revision, "url": target.url(config.hub_endpoint)},
         "attempts": 0,
         "not_before": 0,
     }
 
 
-def queue_verdicts(config: Config, push: Push, verdicts: list[Verdict]) -> list[str]:
-    """Queue a job per update and return the lines the pusher sees."""
-    # Branch tips are always commits; only tags need peeling.
-    live = [v for v in verdicts if not v.update.deleted and v.target.kind == "tag"]
-    peeled = git.object_info([f"{v.update.new}^{{}}" for v in live]) if live else []
-    commits = {v.update.new: (info[0] if info else v.update.new) for v, info in zip(live, peeled)}
+def notice(job: dict[str, Any]) -> str:
+    """The line the pusher sees once the job is queued."""
+    target = job["target"]
+    if not job["new"].strip("0"):
+        what = f"deletion of {target['kind']} {target['revision']}"
+    else:
+        what = f"{job['gitea']['owner']}/{job['gitea']['name']}@{job['commit'][:7]}"
+    return f"{PREFIX} queued {what} -> {target['url']} ({target['revision']}), job {job['id']}"
+
+
+def prepare_jobs(config: Config, push: Push, verdicts: list[Verdict]) -> None:
+    """Write a prepared job per update that will publish (post-receive queues them once the refs moved)."""
     repo_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
-    lines = []
     for verdict in verdicts:
-        update, target = verdict.update, verdict.target
-        if update.deleted and not verdict.rule.allow_delete:
+        if verdict.update.deleted and not verdict.rule.allow_delete:
             continue
-        commit = commits.get(update.new, update.new)
-        job_id = spool.enqueue(config.spool, job_for(config, push, verdict, commit, repo_dir))
-        what = f"deletion of {target.kind} {target.revision}" if update.deleted else f"{push.full_name}@{commit[:7]}"
-        lines.append(f"{PREFIX} queued {what} -> {target.url(config.hub_endpoint)} ({target.revision}), job {job_id}")
-    return lines
+        job = job_for(config, push, verdict, repo_dir)
+        spool.prepare(config.spool, job, notice(job))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import CARD
@@ -33,10 +33,10 @@ def test_a_push_runs_the_same_number_of_git_processes_for_3_or_300_files(clone: 
         assert clone.push("main", env={"GIT_TRACE": str(trace)}).ok
         counts.append(git_processes(trace))
     assert counts[0] == counts[1], counts
-    # receive-pack's own (unpack, connectivity rev-list, alternate refs, gc --auto) and ours: a peel, the
-    # fast-forward test, one diff-tree, one size batch and one content batch.
-    assert sorted(counts[0]) == sorted(["receive-pack", "unpack", "rev-list", "for-each-ref", "cat-file",
-                                        "merge-base", "diff-tree", "cat-file", "cat-file", "gc"])
+    # receive-pack's own (unpack, connectivity rev-list, alternate refs, gc --auto) and ours: the fast-forward
+    # test, one diff-tree and one content batch. post-receive runs none.
+    assert sorted(counts[0]) == sorted(["receive-pack", "unpack", "rev-list", "for-each-ref", "gc",
+                                        "merge-base", "diff-tree", "cat-file"])
 
 
 def test_the_hook_path_never_imports_the_hub_client_or_the_cli(gitea: GiteaServer, clone: Clone):
@@ -49,13 +49,18 @@ def test_the_hook_path_never_imports_the_hub_client_or_the_cli(gitea: GiteaServe
     subprocess.run(["git", "push", "--quiet", str(clone.bare), f"{new}:refs/heads/staging"], cwd=clone.path,
                    check=True, env={**os.environ, "GITEA_INTERNAL_PUSH": "true"})
     env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
-    for hook in ("pre-receive", "post-receive"):
-        proc = subprocess.run(
-            [sys.executable, "-I", "-X", "importtime", "-c",
-             "import sys; from gitea_hf_hook.hook import main; sys.exit(main(sys.argv[1:]))",
-             hook, str(gitea.config_path)],
-            input=f"{base} {new} refs/heads/main\n", capture_output=True, text=True, cwd=clone.bare, env=env)
+    expected = {"pre-receive": ("gitea_hf_hook.policy", HEAVY),
+                # post-receive only renames what pre-receive prepared: no YAML, no git, no policy.
+                "post-receive": ("gitea_hf_hook.spool",
+                                 HEAVY + ("yaml", "json", "re", "subprocess", "gitea_hf_hook.policy"))}
+    for hook, (needed, forbidden) in expected.items():
+        # The installed hook's own command line, with Python asked to report every import.
+        script = (clone.bare / "hooks" / f"{hook}.d" / "hf-publish").read_text()
+        argv = shlex.split(next(line for line in script.splitlines() if line.startswith("exec "))[5:])
+        proc = subprocess.run(argv[:1] + ["-X", "importtime"] + argv[1:], input=f"{base} {new} refs/heads/main\n",
+                              capture_output=True, text=True, cwd=clone.bare, env=env)
         assert proc.returncode == 0, proc.stderr
         imported = set(re.findall(r"\|\s+([\w.]+)$", proc.stderr, re.M))
-        assert "gitea_hf_hook.policy" in imported
-        assert not {m for m in imported if m.split(".")[0] in HEAVY}
+        assert needed in imported
+        assert not {m for m in imported if m in forbidden or m.split(".")[0] in forbidden}
+    assert proc.stderr.splitlines()[-1].startswith("hf-publish: queued acme/bert-tiny@")

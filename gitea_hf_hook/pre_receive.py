@@ -1,7 +1,8 @@
-"""The installed git hooks' entry point: ``pre-receive`` decides, ``post-receive`` queues.
+"""The pre-receive hook: decide whether a push may land, and prepare the publish jobs of one that will.
 
 This runs inside every ``git push``. It imports the standard library, PyYAML and our push-time modules only
-(never huggingface_hub, click or filelock), reads config once, and never lets a traceback reach a pusher.
+(never huggingface_hub, click or filelock), and never lets a traceback reach a pusher. Its partner is
+``post_receive``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import time
 from .config import Config, load, might_publish
 from .errors import ConfigError
 from .gitea import Push, read_push
-from .policy import Update, Verdict, parse_updates
+from .policy import Update, parse_updates
 from .redact import redact
 from .report import PREFIX
-
-HOOK_NAMES = ("pre-receive", "post-receive")
 
 
 def _say(lines: list[str]) -> None:
@@ -44,12 +43,9 @@ def log_failure(config: Config | None, push: Push, hook: str) -> str:
     return "the hook log (not writable)"
 
 
-def _broken_config(hook: str, error: ConfigError, config_file: str, push: Push, updates: list[Update]) -> int:
+def _broken_config(error: ConfigError, config_file: str, push: Push, updates: list[Update]) -> int:
     refs = [u.ref for u in updates if might_publish(config_file, push.full_name, u.ref)]
     if not refs:
-        return 0
-    if hook == "post-receive":
-        _say([f"{PREFIX} warning: nothing queued for {', '.join(refs)}: the publishing config is broken: {error}"])
         return 0
     lines = []
     for ref in refs:
@@ -67,29 +63,28 @@ def pre_receive(config: Config, push: Push, updates: list[Update]) -> int:
     from .report import render
 
     lines: list[str] = []
-    for verdict in evaluate(config, push, updates):
+    verdicts = evaluate(config, push, updates)
+    for verdict in verdicts:
         if verdict.problems:
             lines += render(push.full_name, verdict.update.ref, verdict.target.describe(config.hub_endpoint),
                             verdict.problems, enforce=config.enforce)
+    rejected = bool(lines) and config.enforce
+    if verdicts and not rejected:
+        from .queueing import prepare_jobs
+
+        try:
+            prepare_jobs(config, push, verdicts)
+        except OSError as exc:
+            lines.append(f"{PREFIX} rejected: the publish queue cannot take this push ({exc.strerror}: "
+                         f"{exc.filename}); an admin must make {config.spool} writable by the Gitea server")
+            rejected = True
     if lines:
         _say(lines)
-        return 1 if config.enforce else 0
-    return 0
-
-
-def post_receive(config: Config, push: Push, updates: list[Update]) -> int:
-    """Queue one publish job per accepted update of a publishing ref. Never fails the push."""
-    from .policy import publishing
-    from .queueing import queue_verdicts
-
-    verdicts: list[Verdict] = publishing(config, push, updates)
-    if verdicts:
-        _say(queue_verdicts(config, push, verdicts))
-    return 0
+    return 1 if rejected else 0
 
 
 def main(argv: list[str]) -> int:
-    """``main(["pre-receive" | "post-receive", CONFIG_PATH])``; the hook's standard input holds the updates."""
+    """``main(["pre-receive", CONFIG_PATH])``; the hook's standard input holds the updates."""
     hook, config_file = argv[0], argv[1]
     updates = parse_updates(sys.stdin.buffer.read().decode("utf-8", "surrogateescape"))
     push = read_push(os.environ, os.environ.get("GIT_DIR", "."))
@@ -99,21 +94,27 @@ def main(argv: list[str]) -> int:
     try:
         config = load(config_file)
     except ConfigError as error:
-        return _broken_config(hook, error, config_file, push, updates)
+        return _broken_config(error, config_file, push, updates)
     try:
-        return pre_receive(config, push, updates) if hook == "pre-receive" else post_receive(config, push, updates)
+        return pre_receive(config, push, updates)
     except Exception:  # noqa: BLE001 - the last line of defence: one line to the pusher, the rest to the log
         where = log_failure(config, push, hook)
-        if hook == "post-receive":
-            _say([f"{PREFIX} warning: could not queue the publish job (internal error; details in {where})"])
-            return 0
         from .policy import publishing
 
-        if not publishing(config, push, updates):
+        verdicts = publishing(config, push, updates)
+        if not verdicts:
             return 0
-        verb = "rejected" if config.enforce else "would reject"
-        _say([f"{PREFIX} {verb}: internal error while checking this push (details for the admin in {where})"])
-        return 1 if config.enforce else 0
+        if config.enforce:
+            _say([f"{PREFIX} rejected: internal error while checking this push (details for the admin in {where})"])
+            return 1
+        _say([f"{PREFIX} would reject: internal error while checking this push (details for the admin in {where})"])
+        try:  # the push lands, so it should still publish: queue what the rules route, unchecked
+            from .queueing import prepare_jobs
+
+            prepare_jobs(config, push, [v._replace(commit=v.update.new) for v in verdicts])
+        except Exception:  # noqa: BLE001
+            log_failure(config, push, hook)
+        return 0
 
 
 if __name__ == "__main__":

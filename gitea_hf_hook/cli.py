@@ -100,6 +100,142 @@ def check(ctx: click.Context, repo: str, ref: str, rev: str | None, user: str, d
     sys.exit(code)
 
 
+
+# --- worker and queue -------------------------------------------------------------------------------------------
+
+def _echo_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Publish every job that is due, then exit.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
+              help="Worker processes draining the spool together.")
+@click.pass_context
+@_errors
+def worker(ctx: click.Context, once: bool, workers: int) -> None:
+    """Publish queued jobs to the Hub until SIGTERM or SIGINT (exit 0), or with --once until none is due."""
+    from . import worker as worker_mod
+
+    sys.exit(worker_mod.run(_config(ctx), once=once, workers=workers))
+
+
+@cli.group()
+def queue() -> None:
+    """Inspect and manage the publish queue."""
+
+
+@queue.command("list")
+@click.option("--all", "every", is_flag=True, help="Include done jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_list(ctx: click.Context, every: bool, as_json: bool) -> None:
+    """List queued, active and failed jobs."""
+    import time
+
+    from . import queue_status as qs
+
+    folders = ("queue", "active", "failed", "done") if every else ("queue", "active", "failed")
+    found, now = qs.entries(_config(ctx).spool, folders), time.time()
+    if as_json:
+        _echo_json([qs.summary(e, now) for e in found])
+    else:
+        for line in qs.format_list(found, now):
+            click.echo(line)
+
+
+@queue.command("show")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_show(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Show one job: its target, commit, attempts and error history."""
+    import time
+
+    from . import queue_status as qs
+
+    entry = qs.find(_config(ctx).spool, job_id)
+    if as_json:
+        _echo_json(qs.detail(entry))
+    else:
+        for line in qs.format_show(entry, time.time()):
+            click.echo(line)
+
+
+@queue.command("retry")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_retry(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Queue a failed job again, due at once, with its attempts reset."""
+    import time
+
+    from . import queue_status as qs
+
+    job = qs.retry(_config(ctx).spool, job_id, time.time())
+    if as_json:
+        _echo_json({"id": job["id"], "state": "queued"})
+    else:
+        click.echo(f"job {job['id']} queued again ({qs.target_text(job)} {job['commit'][:7]})")
+
+
+@queue.command("purge")
+@click.option("--failed", is_flag=True, help="Also delete failed jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_purge(ctx: click.Context, failed: bool, as_json: bool) -> None:
+    """Delete done jobs (and with --failed, failed jobs)."""
+    from . import queue_status as qs
+
+    counts = qs.purge(_config(ctx).spool, failed=failed)
+    if as_json:
+        _echo_json(counts)
+    else:
+        click.echo("deleted " + " and ".join(f"{n} {folder} job{'' if n == 1 else 's'}" for folder, n in counts.items()))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Queue depth and age, active jobs and their workers, failures and the done count."""
+    import time
+
+    from . import queue_status as qs
+
+    data = qs.status(_config(ctx).spool, time.time())
+    if as_json:
+        _echo_json(data)
+    else:
+        for line in qs.format_status(data):
+            click.echo(line)
+
+
+@cli.command("hub-emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=0, show_default=True, help="Port to bind; 0 picks a free one.")
+@click.option("--data", "data_dir", required=True, metavar="DIR", help="Data directory, kept across restarts.")
+@click.option("--token", "tokens", multiple=True, required=True, metavar="[USER=]TOKEN[:read]",
+              help="Accepted token (repeatable); a bare token belongs to user 'emulator'.")
+@_errors
+def hub_emulator(host: str, port: int, data_dir: str, tokens: tuple[str, ...]) -> None:
+    """Run the local Hugging Face Hub emulator (for tests and trials) until SIGTERM or SIGINT."""
+    from .hub_emulator import serve
+
+    try:
+        serve(host, port, data_dir, list(tokens))
+    except (ValueError, OSError) as exc:
+        # The emulator's ValueErrors never quote a token (hub_emulator.auth.parse_token_spec).
+        raise HookError(f"the Hub emulator could not start: {exc}", "check --host, --port, --data and --token") from None
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="gitea-hf-hook")

@@ -161,3 +161,11 @@ def test_the_validated_config_is_cached_until_the_file_changes(tmp_path: Path):
     path.write_text(FULL.replace("enforce: true", "enforce: fals"))
     with pytest.raises(ConfigError, match="enforce: must be true or false"):
         load(str(path))
+
+
+def test_the_readme_example_is_a_valid_config():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("## Configuration", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse("README.md", block)
+    assert config.rule_for("acme/bert").checks.model_card.metrics == (("accuracy", ">=", 0.9),)
+    assert config.worker.max_attempts == 8

@@ -111,11 +111,11 @@ class GiteaServer:
         env["HOME"] = str(self.home)
         return env
 
-    def create_repo(self, owner: str, name: str, *, wiki: bool = False) -> Path:
+    def create_repo(self, owner: str, name: str, *, wiki: bool = False, object_format: str = "sha1") -> Path:
         """``git init --bare`` at Gitea's path, with Gitea's dispatchers and its own hook in each ``.d``."""
         path = self.repo_root / owner.lower() / (name.lower() + (".wiki.git" if wiki else ".git"))
-        subprocess.run(["git", "init", "--bare", "--quiet", "--initial-branch=main", str(path)], check=True,
-                       env=self.git_env())
+        subprocess.run(["git", "init", "--bare", "--quiet", "--initial-branch=main",
+                        f"--object-format={object_format}", str(path)], check=True, env=self.git_env())
         hooks = path / "hooks"
         for sample in hooks.glob("*.sample"):
             sample.unlink()
@@ -149,17 +149,19 @@ class GiteaServer:
     def queued_jobs(self) -> list[Path]:
         return sorted((self.spool / "queue").glob("*.json"))
 
-    def clone(self, owner: str, name: str, workdir: Path) -> Clone:
-        return Clone(self, self.repo_root / owner.lower() / f"{name.lower()}.git", owner, name, workdir)
+    def clone(self, owner: str, name: str, workdir: Path, *, object_format: str = "sha1") -> Clone:
+        return Clone(self, self.repo_root / owner.lower() / f"{name.lower()}.git", owner, name, workdir,
+                     object_format=object_format)
 
 
 class Clone:
     """An engineer's working copy that pushes to one Gitea repository."""
 
-    def __init__(self, server: GiteaServer, bare: Path, owner: str, name: str, path: Path) -> None:
+    def __init__(self, server: GiteaServer, bare: Path, owner: str, name: str, path: Path, *,
+                 object_format: str = "sha1") -> None:
         self.server, self.bare, self.owner, self.name, self.path = server, bare, owner, name, path
         path.mkdir(parents=True, exist_ok=True)
-        self.git("init", "--quiet", "--initial-branch=main")
+        self.git("init", "--quiet", "--initial-branch=main", f"--object-format={object_format}")
 
     def git(self, *args: str, input: bytes | None = None) -> str:
         proc = subprocess.run(["git", *args], cwd=self.path, input=input, capture_output=True)

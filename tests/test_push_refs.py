@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+from tests.conftest import CARD, GROUPS, RULE
 from tests.gitea_server import Clone, GiteaServer
 
 
@@ -136,3 +137,19 @@ def test_deleting_a_release_tag_is_refused(clone: Clone):
     result = clone.push(":refs/tags/v1.0")
     assert result.remote[1] == ("  refs/tags/v1.0: deleting it would delete Hub tag v1.0 of acme/bert-tiny "
                                 "(ask an admin to set allow_delete if that is intended)")
+
+
+def test_sha256_repositories_get_the_same_checks(server: GiteaServer, tmp_path):
+    server.write_config(RULE, extra=GROUPS)
+    server.create_repo("acme", "bert-tiny", object_format="sha256")
+    server.install("acme/bert-tiny")
+    clone = server.clone("acme", "bert-tiny", tmp_path / "w", object_format="sha256")
+    first = clone.commit({"README.md": CARD})
+    assert len(first) == 64
+    pushed = clone.push("main")
+    assert pushed.ok and pushed.remote[0].startswith(f"hf-publish: queued acme/bert-tiny@{first[:7]} ")
+    clone.commit({"config.json": "{"})
+    clone.git("tag", "-a", "v1.0", "-m", "release")
+    assert clone.push("main", "v1.0").remote == [
+        rejected("refs/heads/main"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)",
+        rejected("refs/tags/v1.0"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)"]

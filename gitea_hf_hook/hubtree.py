@@ -1,0 +1,183 @@
+"""What a git commit publishes, and how it differs from a Hub tree or from an earlier commit.
+
+A file is identified without hashing its content: a regular file by its git blob id, which is the Hub's
+``oid`` for regular files, and a Git LFS file by the sha256 in its pointer, which is the Hub's ``lfs.oid``.
+Only where the Hub stored a file in the other mode than git has it is content read to compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import git, lfs
+from .config import RepoRule
+from .errors import GitError
+
+REGULAR_MODES = ("100644", "100755")
+# The client refuses paths with these segments (huggingface_hub _commit_api.FORBIDDEN_FOLDERS).
+FORBIDDEN_SEGMENTS = (".git", ".cache")
+
+
+@dataclass(frozen=True)
+class File:
+    """One file to publish: its path on the Hub, its git blob, and the LFS object its pointer names, if any."""
+
+    path: str
+    blob: str
+    size: int  # of the content: the LFS object's size for a pointer
+    lfs: str | None = None
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a Hub tree listing."""
+
+    path: str
+    blob: str
+    size: int
+    lfs: str | None
+
+
+def hub_path(rule: RepoRule, path: bytes) -> str | None:
+    """Where a git path lands on the Hub under ``subdir``, ``include`` and ``exclude``, or None."""
+    try:
+        text = path.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # the Hub takes UTF-8 paths only
+    if rule.subdir:
+        if not text.startswith(rule.subdir + "/"):
+            return None
+        text = text[len(rule.subdir) + 1:]
+    if any(segment in FORBIDDEN_SEGMENTS for segment in text.split("/")):
+        return None
+    return text if rule.publishes(text) else None
+
+
+def _files(rule: RepoRule, entries: list[git.Entry], cwd: str) -> dict[str, File]:
+    """File records for tree entries that publish; reads only blobs small enough to be LFS pointers."""
+    wanted = [(p, e) for e in entries if e.mode in REGULAR_MODES and (p := hub_path(rule, e.path)) is not None]
+    infos = git.object_info([e.oid for _, e in wanted], cwd=cwd)
+    sizes = {}
+    for (path, entry), info in zip(wanted, infos):
+        if info is None:
+            raise GitError(f"blob {entry.oid} of {path} is missing", "check the repository with git fsck")
+        sizes[entry.oid] = info[2]
+    small = sorted({oid for oid, size in sizes.items() if size <= lfs.MAX_POINTER_SIZE})
+    pointers = {}
+    for oid, data in blob_contents(small, cwd).items():
+        if (pointer := lfs.parse_pointer(data)) is not None:
+            pointers[oid] = pointer
+    result = {}
+    for path, entry in wanted:
+        pointer = pointers.get(entry.oid)
+        if pointer is not None:
+            result[path] = File(path, entry.oid, pointer.size, pointer.oid)
+        else:
+            result[path] = File(path, entry.oid, sizes[entry.oid])
+    return result
+
+
+def blob_contents(oids: list[str], cwd: str) -> dict[str, bytes]:
+    """The content of each blob that exists, by id (one ``git cat-file --batch`` process for all)."""
+    # Drained completely before returning: closing the generator early could leave git blocked on a full pipe.
+    # The content is the last field of each answer, whichever tuple shape git.read_objects yields.
+    return {item[0]: item[-1] or b"" for item in list(git.read_objects(oids, cwd=cwd)) if item is not None}
+
+
+def published_files(rule: RepoRule, commit: str, cwd: str) -> dict[str, File]:
+    """Every file ``commit`` publishes, by Hub path."""
+    return _files(rule, git.list_tree(commit, cwd=cwd), cwd)
+
+
+def changes_between(rule: RepoRule, old: str, new: str, cwd: str) -> tuple[list[File], list[str]]:
+    """Files to upload and Hub paths to delete to go from ``old``'s publication to ``new``'s.
+
+    No rename detection: a rename is a delete plus an add, so a file moving out of ``include`` is a delete.
+    """
+    out = git.run("diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", old, new, cwd=cwd).stdout
+    fields = out.split(b"\0")
+    added: list[git.Entry] = []
+    deleted: list[str] = []
+    for i in range(0, len(fields) - 1, 2):
+        meta, path = fields[i], fields[i + 1]
+        old_mode, new_mode, _old_oid, new_oid, _status = meta.lstrip(b":").decode().split(" ")
+        target = hub_path(rule, path)
+        if target is None:
+            continue
+        if new_mode in REGULAR_MODES:
+            added.append(git.Entry(new_mode, new_oid, path))
+        elif old_mode in REGULAR_MODES:
+            deleted.append(target)  # deleted, or became a symlink or submodule, which the Hub cannot hold
+    return sorted(_files(rule, added, cwd).values(), key=lambda f: f.path), sorted(deleted)
+
+
+def hub_files(api: Any, repo_id: str, repo_type: str, revision: str) -> dict[str, HubFile]:
+    """The files of a Hub revision, by path (one paginated recursive listing)."""
+    result = {}
+    for item in api.list_repo_tree(repo_id, recursive=True, revision=revision, repo_type=repo_type):
+        if not hasattr(item, "blob_id"):
+            continue  # a folder
+        lfs_info = getattr(item, "lfs", None)
+        sha256 = (lfs_info.get("sha256") if isinstance(lfs_info, dict) else getattr(lfs_info, "sha256", None))
+        result[item.path] = HubFile(item.path, item.blob_id, item.size, sha256)
+    return result
+
+
+def _git_blob_id(path: str) -> str | None:
+    """The git blob id of a file's content (used only for small files the Hub stored as regular files)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def differences(wanted: dict[str, File], hub: dict[str, HubFile], *, lfs_root: str, cwd: str,
+                delete_missing: bool, keep: tuple[str, ...]) -> tuple[list[File], list[str]]:
+    """Files to upload and Hub paths to delete so the Hub tree equals ``wanted``.
+
+    ``keep`` names Hub files never deleted unless git publishes them (the ``.gitattributes`` the Hub creates).
+    """
+    uploads: list[File] = []
+    cross: list[tuple[File, HubFile]] = []  # regular in git, stored as LFS on the Hub: compare by sha256
+    for path, file in sorted(wanted.items()):
+        remote = hub.get(path)
+        if remote is None or remote.size != file.size:
+            uploads.append(file)
+        elif file.lfs is not None:
+            # An LFS file the Hub chose to store as a regular file is compared by blob id; it is small then.
+            same = remote.lfs == file.lfs if remote.lfs else (
+                _git_blob_id(lfs.object_path(lfs_root, file.lfs)) == remote.blob)
+            if not same:
+                uploads.append(file)
+        elif remote.lfs is None:
+            if remote.blob != file.blob:
+                uploads.append(file)
+        else:
+            cross.append((file, remote))
+    if cross:
+        contents = blob_contents([f.blob for f, _ in cross], cwd)
+        for file, remote in cross:
+            data = contents.get(file.blob)
+            if data is None or hashlib.sha256(data).hexdigest() != remote.lfs:
+                uploads.append(file)
+        uploads.sort(key=lambda f: f.path)
+    deletes = []
+    if delete_missing:
+        deletes = sorted(p for p in hub if p not in wanted and p not in keep)
+    return uploads, deletes
+
+
+def store_path(lfs_root: str, file: File) -> str:
+    """Where Gitea keeps the object of an LFS file."""
+    assert file.lfs is not None
+    return lfs.object_path(lfs_root, file.lfs)
+
+
+def exists(path: str) -> bool:
+    """True for a regular file (an LFS object present in the store)."""
+    return os.path.isfile(path)

@@ -1,0 +1,145 @@
+"""The world of a publish test: a Gitea server whose pushes queue jobs, and a Hub emulator to publish them to.
+
+The emulator runs as a subprocess, driven by the real huggingface_hub client; nothing here reaches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from gitea_hf_hook.config import Config, load
+from gitea_hf_hook.hub_emulator.gitobj import DEFAULT_GITATTRIBUTES
+from tests.gitea_server import GiteaServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "hf_PublishTestWriteToken0123456789"
+READ_TOKEN = "hf_PublishTestReadOnlyToken987654"
+HUB_GITATTRIBUTES = DEFAULT_GITATTRIBUTES.encode()
+CHECKS = "    checks: {model_card: false, pickle: allow, safetensors: false, json: false, secrets: false}\n"
+
+
+class Hub:
+    """A running emulator: its URL, a client for it, and its ``/_emulator`` control endpoints."""
+
+    def __init__(self, data_dir: Path, stderr_path: Path) -> None:
+        self._stderr = open(stderr_path, "wb")
+        cmd = [sys.executable, "-m", "gitea_hf_hook.hub_emulator", "--host", "127.0.0.1", "--port", "0",
+               "--data", str(data_dir), "--token", TOKEN, "--token", f"reader={READ_TOKEN}:read",
+               "--org", "acme", "--page-size", "3"]
+        self.process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self._stderr)
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], 20)
+        line = self.process.stdout.readline().decode() if ready else ""
+        if not line.startswith("hub-emulator listening on http://"):
+            self.process.kill()
+            raise RuntimeError(f"emulator did not start: {line!r} {stderr_path.read_text()}")
+        self.url = line.split()[-1]
+
+    def api(self, token: str = TOKEN) -> Any:
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.url, token=token)
+
+    def control(self, method: str, path: str, payload: Any = None) -> Any:
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Authorization": f"Bearer {TOKEN}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self.control("GET", "/_emulator/requests")["requests"]
+
+    def reset(self) -> None:
+        self.control("DELETE", "/_emulator/faults")
+        self.control("DELETE", "/_emulator/requests")
+
+    def fault(self, **rule: Any) -> None:
+        self.control("POST", "/_emulator/faults", rule)
+
+    def stats(self) -> dict[str, Any]:
+        return self.control("GET", "/_emulator/stats")
+
+    def files(self, repo_id: str, cache: Path, *, repo_type: str = "model", revision: str = "main") -> dict[str, bytes]:
+        """Every file of a Hub revision, downloaded with the real client's ``snapshot_download``."""
+        from huggingface_hub import snapshot_download
+
+        root = Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, cache_dir=str(cache),
+                                      token=TOKEN, endpoint=self.url))
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        self._stderr.close()
+
+
+def configure(server: GiteaServer, hub: Hub, repos_yaml: str, *, token: str = TOKEN, worker: str = "",
+              tokens: str | None = None) -> Config:
+    """Write config.yaml pointing at the emulator, with a token file for the acme namespace; return it loaded."""
+    token_file = server.base / "hub-token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    server.write_config(repos_yaml, extra=worker)
+    hub_block = (f"hub:\n  endpoint: {hub.url}\n  xet: \"off\"\n  tokens:\n"
+                 + (tokens if tokens is not None else f"    acme: {token_file}\n"))
+    text = server.config_path.read_text().replace("hub:\n  endpoint: https://huggingface.co\n", hub_block)
+    server.config_path.write_text(text)
+    return load(str(server.config_path))
+
+
+def take_job(server: GiteaServer, ref: str) -> dict[str, Any]:
+    """The oldest queued job for ``ref``, removed from the queue (there is no worker in these tests)."""
+    jobs = []
+    for path in server.queued_jobs():
+        job = json.loads(path.read_text())
+        if job["ref"] == ref:
+            jobs.append((job["created"], path, job))
+    assert jobs, f"no job queued for {ref}"
+    _, path, job = min(jobs, key=lambda item: item[0])
+    path.unlink()
+    return job
+
+
+def git_files(bare: Path, commit: str, lfs_root: Path) -> dict[str, bytes]:
+    """What a commit holds, with Git LFS pointers replaced by the objects in Gitea's store."""
+    listing = subprocess.run(["git", "ls-tree", "-r", "-z", commit], cwd=bare, capture_output=True,
+                             check=True).stdout
+    files = {}
+    for record in filter(None, listing.split(b"\0")):
+        meta, _, path = record.partition(b"\t")
+        oid = meta.split()[2].decode()
+        data = subprocess.run(["git", "cat-file", "blob", oid], cwd=bare, capture_output=True, check=True).stdout
+        if data.startswith(b"version https://git-lfs.github.com/spec/v1\n"):
+            sha = data.split(b"oid sha256:")[1][:64].decode()
+            data = (lfs_root / sha[0:2] / sha[2:4] / sha[4:]).read_bytes()
+        files[path.decode()] = data
+    return files
+
+
+def lfs_store_object(server: GiteaServer, oid: str) -> Path:
+    return server.lfs_root / oid[0:2] / oid[2:4] / oid[4:]
+
+
+def tree_text(root: Path) -> str:
+    """Every file under ``root`` concatenated, to search for leaked secrets."""
+    chunks = []
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            chunks.append(Path(dirpath, name).read_bytes().decode("utf-8", "replace"))
+    return "\n".join(chunks)

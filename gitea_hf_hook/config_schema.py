@@ -282,7 +282,12 @@ def parse(path: str, text: str) -> Config:
             values["hub_tokens"] = {ns: doc.path_value(n, f"hub.tokens.{ns}")
                                     for ns, n in doc.mapping(hub["tokens"], "hub.tokens", None).items()}
         if "xet" in hub:
-            values["hub_xet"] = doc.choice(hub["xet"], "hub.xet", ("auto", "off"))
+            # YAML 1.1 reads a bare `off` as false; that is what the admin meant.
+            xet = hub["xet"]
+            if isinstance(xet, yaml.ScalarNode) and doc.value(xet) is False:
+                values["hub_xet"] = "off"
+            else:
+                values["hub_xet"] = doc.choice(xet, "hub.xet", ("auto", "off"))
     for key in ("spool", "audit_log", "log_file"):
         if key in top:
             values[key] = doc.path_value(top[key], key)

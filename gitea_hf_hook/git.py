@@ -111,8 +111,10 @@ def _batch(option: str, specs: list[str], cwd: str | None,
                 stdout.read(1)
             yield oid, kind, size, data
     finally:
-        writer.join()
+        # Closing our end first lets a git still answering die of SIGPIPE, which in turn unblocks the writer
+        # when the caller stopped reading early.
         stdout.close()
+        writer.join()
         proc.wait()
 
 

@@ -96,7 +96,7 @@ def configure(server: GiteaServer, hub: Hub, repos_yaml: str, *, token: str = TO
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     server.write_config(repos_yaml, extra=worker)
-    hub_block = (f"hub:\n  endpoint: {hub.url}\n  xet: \"off\"\n  tokens:\n"
+    hub_block = (f"hub:\n  endpoint: {hub.url}\n  xet: off\n  tokens:\n"
                  + (tokens if tokens is not None else f"    acme: {token_file}\n"))
     text = server.config_path.read_text().replace("hub:\n  endpoint: https://huggingface.co\n", hub_block)
     server.config_path.write_text(text)

@@ -169,3 +169,11 @@ def test_the_readme_example_is_a_valid_config():
     config = parse("README.md", block)
     assert config.rule_for("acme/bert").checks.model_card.metrics == (("accuracy", ">=", 0.9),)
     assert config.worker.max_attempts == 8
+
+
+def test_a_bare_off_for_xet_means_off():
+    """YAML 1.1 reads `off` as false; the admin meant the word."""
+    config = parse("c.yaml", "gitea:\n  repo_root: /r\nhub:\n  xet: off\n")
+    assert config.hub_xet == "off"
+    assert error_of("gitea:\n  repo_root: /r\nhub:\n  xet: on\n").startswith(
+        "config.yaml:4: hub.xet: must be one of auto, off (got True)")

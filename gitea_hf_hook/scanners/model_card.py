@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from gitea_hf_hook.scanners import Finding
+from gitea_hf_hook.scanners import Finding, shown
 
 # Copied from huggingface_hub.repocard.REGEX_YAML_BLOCK (no MULTILINE: "^" is the start of the file, leading
 # whitespace is allowed, the block ends at the first "---" line). Diverging would let a card pass here that the
@@ -30,7 +30,6 @@ MAX_FRONT_MATTER_BYTES = 64 * 1024
 MAX_NODES = 10_000
 # PyYAML composes recursively; a deep "[[[[..." would otherwise end in RecursionError (or worse, a crash).
 MAX_DEPTH = 64
-MAX_SHOWN = 80
 MAX_FINDINGS = 20
 
 _THRESHOLD = re.compile(r"\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*")
@@ -112,7 +111,7 @@ def check_model_card(
         wanted.append("license")  # an allow-list is meaningless if the card may simply omit the license
     for key in wanted:
         if key not in card or _is_empty(card[key]):
-            hint = f'add "{_show(key)}: {"<id>" if key == "license" else "<value>"}" to the front matter'
+            hint = f'add "{shown(key)}: {"<id>" if key == "license" else "<value>"}" to the front matter'
             findings.append(Finding(f"model card lacks required key {_quote(key)}", hint, lines.of_value(card, key)))
     if licenses and not _is_empty(card.get("license")):
         findings.extend(_check_licenses(card, licenses, lines))
@@ -270,7 +269,7 @@ def _check_metrics(card: dict[Any, Any], metrics: Mapping[str, tuple[str, float]
     findings: list[Finding] = []
     reported = _reported_metrics(card, lines, findings)
     for key, (op, threshold) in metrics.items():
-        want = f"{_show(key)} {op} {_format_number(threshold)}"
+        want = f"{shown(key)} {op} {_format_number(threshold)}"
         matching = [(metric, label) for metric, label in reported if _names_metric(metric, key)]
         if not matching:
             hint = f"add it to model-index results, the release requires {want}"
@@ -281,10 +280,10 @@ def _check_metrics(card: dict[Any, Any], metrics: Mapping[str, tuple[str, float]
             line = lines.of_value(metric, "value") or lines.of(metric)
             value = _number(metric.get("value"))
             if value is None:
-                findings.append(Finding(f"{_show(key)} value on {label} is not a number", _NOT_NUMBER_HINT, line))
+                findings.append(Finding(f"{shown(key)} value on {label} is not a number", _NOT_NUMBER_HINT, line))
             elif not _OPERATORS[op](value, threshold):
-                shown = f"{_show(key)} {_format_number(value)}"
-                problem = f"{shown} on {label} does not meet {op} {_format_number(threshold)}"
+                reported = f"{shown(key)} {_format_number(value)}"
+                problem = f"{reported} on {label} does not meet {op} {_format_number(threshold)}"
                 findings.append(Finding(problem, f"the release requires {want} on every reported dataset", line))
     return findings
 
@@ -358,14 +357,14 @@ def _number(value: object) -> int | float | None:
 def _format_number(value: int | float) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
-    return _show(repr(value) if isinstance(value, float) else str(value))
+    return shown(repr(value) if isinstance(value, float) else str(value))
 
 
 def _dataset_label(dataset: object) -> str:
     if isinstance(dataset, dict):
         for field in ("name", "type"):
             if _is_label(dataset.get(field)):
-                return _show(str(dataset[field]))
+                return shown(str(dataset[field]))
     return "an unnamed dataset"
 
 
@@ -405,15 +404,8 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
         problem = f"{exc.context}, {problem}" if problem else exc.context
     problem = _YAML_QUOTED.sub(lambda m: "" if m.group(1) else m.group(0), problem)
     problem = re.sub(r"\s+([;,])", r"\1", " ".join(problem.split()))
-    return _show(problem or "syntax error")
+    return shown(problem or "syntax error")
 
 
 def _quote(text: str) -> str:
-    return f"'{_show(text)}'"
-
-
-def _show(text: str) -> str:
-    """Escape non-printable characters (no injected lines or terminal codes) and cap the length."""
-    head = text[: MAX_SHOWN + 1]
-    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in head)
-    return shown if len(shown) <= MAX_SHOWN else shown[: MAX_SHOWN - 3] + "..."
+    return f"'{shown(text)}'"

@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from gitea_hf_hook.scanners import Finding
+from gitea_hf_hook.scanners import Finding, shown
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 
@@ -89,7 +89,6 @@ INVALID = "not a valid pickle"
 UNRESOLVABLE = "pickle has an unresolvable import, which can run code when loaded"
 EXTENSION = "pickle imports through the copyreg extension registry, which can run code when loaded"
 
-_SHOW_LIMIT = 80
 _KEEP_LIMIT = 100  # longer strings cannot be an allowed name; keep a prefix to name them
 
 _MARK = object()  # shadow of a MARK on the stack
@@ -120,24 +119,6 @@ def _stack_effect(op: pickletools.OpcodeInfo) -> tuple[bool, int, int]:
 
 
 _EFFECTS = {op.name: _stack_effect(op) for op in pickletools.opcodes}
-
-
-def _show(text: str) -> str:
-    """Render a name from the file safely: non-printable characters escaped, length capped.
-
-    Names come from a hostile file and end up in the pusher's terminal, so newlines, escape sequences and
-    bidi controls must not pass through verbatim.
-    """
-    out: list[str] = []
-    length = 0
-    for ch in text:
-        piece = ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
-        if length + len(piece) > _SHOW_LIMIT:
-            out.append("...")
-            break
-        out.append(piece)
-        length += len(piece)
-    return "".join(out)
 
 
 def _keep(text: str) -> str:
@@ -273,7 +254,7 @@ class _Scanner:
         def check(module: str, name: str) -> None:
             full = _resolve(module, name)
             if full not in WEIGHTS_ONLY_GLOBALS:
-                note(f"pickle imports {_show(full)}, which can run code when loaded")
+                note(f"pickle imports {shown(full)}, which can run code when loaded")
 
         try:
             for op, arg, pos in pickletools.genops(reader):
@@ -385,7 +366,7 @@ class _Scanner:
                     self.add(too_many, _LARGE_HINT)
                     members = members[:MAX_ZIP_PICKLES]
                 for info in members:
-                    prefix = _show(info.filename) + ": "
+                    prefix = shown(info.filename) + ": "
                     try:
                         with archive.open(info) as member:
                             data = member.read(MAX_MEMBER_BYTES + 1)

@@ -14,7 +14,7 @@ import json
 import struct
 from typing import Any, BinaryIO
 
-from gitea_hf_hook.scanners import Finding
+from gitea_hf_hook.scanners import Finding, shown
 
 # Same limit as the reference implementation (``MAX_HEADER_SIZE``).
 MAX_HEADER_SIZE = 100_000_000
@@ -51,26 +51,6 @@ MAX_FINDINGS = 20
 
 _RESAVE = "re-save it with safetensors.torch.save_file"
 _TRUNCATED = "the file looks truncated: push it again with Git LFS"
-_SHOW_LIMIT = 80
-
-
-def _show(value: object) -> str:
-    """Render a name from the file safely: non-printable characters escaped, length capped.
-
-    Header strings are attacker-controlled and end up in the pusher's terminal, so newlines, escape
-    sequences and bidi controls must not pass through verbatim.
-    """
-    text = value if isinstance(value, str) else repr(value)
-    out: list[str] = []
-    length = 0
-    for ch in text:
-        piece = ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
-        if length + len(piece) > _SHOW_LIMIT:
-            out.append("...")
-            break
-        out.append(piece)
-        length += len(piece)
-    return "".join(out)
 
 
 class _Findings:
@@ -105,7 +85,7 @@ def _pairs_hook(found: _Findings) -> Any:
         result: dict[str, Any] = {}
         for key, value in pairs:
             if key in result:
-                found.add(f'safetensors header lists "{_show(key)}" more than once')
+                found.add(f'safetensors header lists "{shown(key)}" more than once')
             result[key] = value
         return result
 
@@ -156,9 +136,9 @@ def _check_tensor(name: str, info: Any, limit: int, found: _Findings) -> tuple[i
 
     ``limit`` bounds the element count worth computing exactly (more elements than bits in the file).
     """
-    shown = _show(name)
+    label = shown(name)
     if not isinstance(info, dict):
-        found.add(f'tensor "{shown}" is not described by a JSON object')
+        found.add(f'tensor "{label}" is not described by a JSON object')
         return None
     dtype = info.get("dtype")
     shape = info.get("shape")
@@ -166,12 +146,12 @@ def _check_tensor(name: str, info: Any, limit: int, found: _Findings) -> tuple[i
 
     bits = DTYPE_BITS.get(dtype) if isinstance(dtype, str) else None
     if dtype is None:
-        found.add(f'tensor "{shown}" has no dtype')
+        found.add(f'tensor "{label}" has no dtype')
     elif bits is None:
-        found.add(f'tensor "{shown}" has unknown dtype "{_show(dtype)}"')
+        found.add(f'tensor "{label}" has unknown dtype "{shown(dtype)}"')
     shape_ok = isinstance(shape, list) and all(_is_uint(dim) for dim in shape)
     if not shape_ok:
-        found.add(f'tensor "{shown}" has an invalid shape: it must be a list of non-negative integers')
+        found.add(f'tensor "{label}" has an invalid shape: it must be a list of non-negative integers')
     offsets_ok = (
         isinstance(offsets, list)
         and len(offsets) == 2
@@ -180,19 +160,19 @@ def _check_tensor(name: str, info: Any, limit: int, found: _Findings) -> tuple[i
         and offsets[0] <= offsets[1]
     )
     if not offsets_ok:
-        found.add(f'tensor "{shown}" has invalid data_offsets: they must be [begin, end] with 0 <= begin <= end')
+        found.add(f'tensor "{label}" has invalid data_offsets: they must be [begin, end] with 0 <= begin <= end')
         return None
 
     begin, end = offsets
     if bits is not None and shape_ok:
         count = _element_count(shape, limit)
         if count is None:
-            found.add(f'tensor "{shown}" has a shape larger than the whole file')
+            found.add(f'tensor "{label}" has a shape larger than the whole file')
         elif count * bits % 8:
-            found.add(f'tensor "{shown}" of dtype {dtype} does not fill a whole number of bytes')
+            found.add(f'tensor "{label}" of dtype {dtype} does not fill a whole number of bytes')
         elif end - begin != count * bits // 8:
             found.add(
-                f'tensor "{shown}" spans {end - begin} bytes but its shape and dtype need {count * bits // 8}'
+                f'tensor "{label}" spans {end - begin} bytes but its shape and dtype need {count * bits // 8}'
             )
     return begin, end
 
@@ -203,9 +183,9 @@ def _check_layout(spans: list[tuple[int, int, str]], data_size: int, found: _Fin
     position = 0
     for begin, end, name in spans:
         if begin > position:
-            found.add(f'{begin - position} unused bytes before tensor "{_show(name)}"')
+            found.add(f'{begin - position} unused bytes before tensor "{shown(name)}"')
         elif begin < position:
-            found.add(f'tensor "{_show(name)}" overlaps another tensor')
+            found.add(f'tensor "{shown(name)}" overlaps another tensor')
         position = max(position, end)
     if position > data_size:
         found.add(

@@ -289,7 +289,7 @@ def test_license_allow_list_implies_license_is_required() -> None:
 
 def test_hostile_license_value_is_escaped_and_capped() -> None:
     findings = check('---\nlicense: "evil\\n\\u001b[31mfake: ok ' + "x" * 500 + '"\n---\n', licenses=("mit",))
-    shown = "evil\\n\\x1b[31mfake: ok " + "x" * 54 + "..."
+    shown = "evil\\n\\x1b[31mfake: ok " + "x" * 57 + "..."
     assert findings == [Finding(f"license '{shown}' is not allowed", "allowed: mit", 2)]
 
 

@@ -1,13 +1,35 @@
-"""Shared fixtures: a Gitea server's disk, its repositories and engineers' clones."""
+"""Shared fixtures: a Gitea server's disk, its repositories and engineers' clones, and a Hub emulator."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+# The Hugging Face client reads these at import time: they are set here, before anything imports
+# huggingface_hub, for this process and every hook or worker subprocess the tests start.
+os.environ["HF_HUB_DISABLE_XET"] = "1"  # the emulator speaks Git LFS, not Xet
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HOME"] = _HF_HOME = tempfile.mkdtemp(prefix="hf-home-")
+os.environ.pop("HF_TOKEN", None)
+os.environ.pop("HF_ENDPOINT", None)
 
-from tests.gitea_server import Clone, GiteaServer
+import pytest  # noqa: E402
+from huggingface_hub import constants  # noqa: E402
+
+from tests.gitea_server import Clone, GiteaServer  # noqa: E402
+from tests.hub import Hub  # noqa: E402
+
+# A plugin may have imported huggingface_hub before this conftest ran; the upload path re-reads this constant
+# on every call, so pinning it keeps the tests on Git LFS whatever the import order.
+constants.HF_HUB_DISABLE_XET = True
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -62,3 +84,12 @@ def clone(gitea: GiteaServer, tmp_path: Path) -> Clone:
     c = gitea.clone("acme", "bert-tiny", tmp_path / "work")
     c.write({"README.md": CARD})
     return c
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """One emulator shared by the publish tests (each uses its own repositories; counters are compared as deltas)."""
+    emulator = Hub(tmp_path_factory.mktemp("hub-data"), tmp_path_factory.mktemp("hub-log") / "stderr",
+                   "--org", "acme", "--page-size", "3")
+    yield emulator
+    emulator.stop()

@@ -1,92 +1,26 @@
 """The world of a publish test: a Gitea server whose pushes queue jobs, and a Hub emulator to publish them to.
 
-The emulator runs as a subprocess, driven by the real huggingface_hub client; nothing here reaches the network.
+The emulator (``tests.hub.Hub``, the ``hub`` fixture of ``tests/conftest.py``) runs as a subprocess, driven by
+the real huggingface_hub client; nothing here reaches the network.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from gitea_hf_hook.config import Config, load
 from gitea_hf_hook.hub_emulator.gitobj import DEFAULT_GITATTRIBUTES
 from tests.gitea_server import GiteaServer
+from tests.hub import Hub
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "hf_PublishTestWriteToken0123456789"
-READ_TOKEN = "hf_PublishTestReadOnlyToken987654"
+TOKEN = Hub.token
+READ_TOKEN = Hub.read_token
 HUB_GITATTRIBUTES = DEFAULT_GITATTRIBUTES.encode()
 CHECKS = "    checks: {model_card: false, pickle: allow, safetensors: false, json: false, secrets: false}\n"
-
-
-class Hub:
-    """A running emulator: its URL, a client for it, and its ``/_emulator`` control endpoints."""
-
-    def __init__(self, data_dir: Path, stderr_path: Path) -> None:
-        self._stderr = open(stderr_path, "wb")
-        cmd = [sys.executable, "-m", "gitea_hf_hook.hub_emulator", "--host", "127.0.0.1", "--port", "0",
-               "--data", str(data_dir), "--token", TOKEN, "--token", f"reader={READ_TOKEN}:read",
-               "--org", "acme", "--page-size", "3"]
-        self.process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self._stderr)
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], 20)
-        line = self.process.stdout.readline().decode() if ready else ""
-        if not line.startswith("hub-emulator listening on http://"):
-            self.process.kill()
-            raise RuntimeError(f"emulator did not start: {line!r} {stderr_path.read_text()}")
-        self.url = line.split()[-1]
-
-    def api(self, token: str = TOKEN) -> Any:
-        from huggingface_hub import HfApi
-
-        return HfApi(endpoint=self.url, token=token)
-
-    def control(self, method: str, path: str, payload: Any = None) -> Any:
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Authorization": f"Bearer {TOKEN}",
-                                                  "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-    def requests(self) -> list[dict[str, Any]]:
-        return self.control("GET", "/_emulator/requests")["requests"]
-
-    def reset(self) -> None:
-        self.control("DELETE", "/_emulator/faults")
-        self.control("DELETE", "/_emulator/requests")
-
-    def fault(self, **rule: Any) -> None:
-        self.control("POST", "/_emulator/faults", rule)
-
-    def stats(self) -> dict[str, Any]:
-        return self.control("GET", "/_emulator/stats")
-
-    def files(self, repo_id: str, cache: Path, *, repo_type: str = "model", revision: str = "main") -> dict[str, bytes]:
-        """Every file of a Hub revision, downloaded with the real client's ``snapshot_download``."""
-        from huggingface_hub import snapshot_download
-
-        root = Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, cache_dir=str(cache),
-                                      token=TOKEN, endpoint=self.url))
-        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-        self._stderr.close()
 
 
 def configure(server: GiteaServer, hub: Hub, repos_yaml: str, *, token: str = TOKEN, worker: str = "",

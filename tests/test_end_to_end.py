@@ -12,18 +12,15 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-os.environ["HF_HUB_DISABLE_XET"] = "1"  # the emulator speaks Git LFS only; set before the client is imported
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+import pytest
 
-import pytest  # noqa: E402
-
-from gitea_hf_hook import worker  # noqa: E402
-from gitea_hf_hook.config import Config  # noqa: E402
-from tests.gitea_server import CLI, Clone, GiteaServer  # noqa: E402
-from tests.publish_helpers import CHECKS, TOKEN, Hub, configure, git_files, tree_text  # noqa: E402
+from gitea_hf_hook import worker
+from gitea_hf_hook.config import Config
+from tests.gitea_server import CLI, Clone, GiteaServer
+from tests.hub import Hub
+from tests.publish_helpers import CHECKS, TOKEN, configure, git_files, tree_text
 
 RULE = """\
   - match: acme/*
@@ -32,13 +29,6 @@ RULE = """\
 """ + CHECKS
 CARD = "---\nlicense: mit\n---\n# bert-tiny\n"
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    emulator = Hub(tmp_path_factory.mktemp("hub-data"), tmp_path_factory.mktemp("hub-log") / "stderr")
-    yield emulator
-    emulator.stop()
 
 
 class Site:

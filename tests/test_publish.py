@@ -10,22 +10,18 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-os.environ["HF_HUB_DISABLE_XET"] = "1"  # the emulator speaks Git LFS only; set before the client is imported
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+import pytest
+from huggingface_hub.hf_api import RepoFile
 
-import pytest  # noqa: E402
-from huggingface_hub.hf_api import RepoFile  # noqa: E402
-
-from gitea_hf_hook.errors import PublishError  # noqa: E402
-from gitea_hf_hook.publish import publish  # noqa: E402
-from tests.gitea_server import GiteaServer  # noqa: E402
-from tests.publish_helpers import (CHECKS, HUB_GITATTRIBUTES, READ_TOKEN, TOKEN, Hub, configure,  # noqa: E402
-                                   git_files, lfs_store_object, take_job, tree_text)
+from gitea_hf_hook.errors import PublishError
+from gitea_hf_hook.publish import publish
+from tests.gitea_server import GiteaServer
+from tests.hub import Hub
+from tests.publish_helpers import (CHECKS, HUB_GITATTRIBUTES, READ_TOKEN, TOKEN, configure, git_files,
+                                   lfs_store_object, take_job, tree_text)
 
 RULE = """\
   - match: acme/*
@@ -38,13 +34,6 @@ WEIGHTS = bytes(range(256)) * 64          # 16 KiB of binary: stored as LFS on t
 VOCAB = bytes(range(200, 256)) * 4        # binary, regular in git
 CORPUS = b"plain text tracked with Git LFS\n" * 8
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    emulator = Hub(tmp_path_factory.mktemp("hub-data"), tmp_path_factory.mktemp("hub-log") / "stderr")
-    yield emulator
-    emulator.stop()
 
 
 class World:

@@ -17,7 +17,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, RepoFile,
 from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError
 
 if TYPE_CHECKING:
-    from conftest import Emulator
+    from tests.hub import Hub
 
 MiB = 1024 * 1024
 
@@ -37,7 +37,7 @@ def write_files(root: Path, files: dict[str, bytes]) -> None:
         (root / path).write_bytes(data)
 
 
-def puts(hub: Emulator) -> list[str]:
+def puts(hub: Hub) -> list[str]:
     return [r["path"] for r in hub.requests() if r["method"] == "PUT"]
 
 
@@ -57,7 +57,7 @@ def folder(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     return tmp_path / "model", files
 
 
-def test_upload_folder_regular_and_lfs(clean_hub: Emulator, repo_id: str,
+def test_upload_folder_regular_and_lfs(clean_hub: Hub, repo_id: str,
                                        folder: tuple[Path, dict[str, bytes]]) -> None:
     path, files = folder
     api = clean_hub.api()
@@ -87,7 +87,7 @@ def test_upload_folder_regular_and_lfs(clean_hub: Emulator, repo_id: str,
     assert api.list_repo_commits(repo_id)[0].title == "Add model"
 
 
-def test_multipart_upload_round_trips(clean_hub: Emulator, repo_id: str, tmp_path: Path) -> None:
+def test_multipart_upload_round_trips(clean_hub: Hub, repo_id: str, tmp_path: Path) -> None:
     data = os.urandom(3 * MiB + 12345)
     (tmp_path / "blob.safetensors").write_bytes(data)
     api = clean_hub.api()
@@ -105,7 +105,7 @@ def test_multipart_upload_round_trips(clean_hub: Emulator, repo_id: str, tmp_pat
     assert Path(downloaded).read_bytes() == data
 
 
-def test_stored_lfs_object_is_not_uploaded_again(clean_hub: Emulator, repo_id: str, tmp_path: Path) -> None:
+def test_stored_lfs_object_is_not_uploaded_again(clean_hub: Hub, repo_id: str, tmp_path: Path) -> None:
     data = os.urandom(300_000)
     api = clean_hub.api()
     api.create_repo(repo_id)
@@ -120,7 +120,7 @@ def test_stored_lfs_object_is_not_uploaded_again(clean_hub: Emulator, repo_id: s
     assert Path(api.hf_hub_download(repo_id, "b/copy.bin", cache_dir=tmp_path / "c")).read_bytes() == data
 
 
-def test_unchanged_files_make_no_commit(clean_hub: Emulator, repo_id: str,
+def test_unchanged_files_make_no_commit(clean_hub: Hub, repo_id: str,
                                         folder: tuple[Path, dict[str, bytes]]) -> None:
     path, _ = folder
     api = clean_hub.api()
@@ -134,7 +134,7 @@ def test_unchanged_files_make_no_commit(clean_hub: Emulator, repo_id: str,
     assert not [r for r in log if r["method"] == "PUT" or "/commit/" in r["path"]]
 
 
-def test_delete_file_and_folder(clean_hub: Emulator, repo_id: str) -> None:
+def test_delete_file_and_folder(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     api.create_commit(repo_id, [CommitOperationAdd(p, p.encode()) for p in
@@ -149,7 +149,7 @@ def test_delete_file_and_folder(clean_hub: Emulator, repo_id: str) -> None:
         api.delete_folder("dir", repo_id)
 
 
-def test_stale_parent_commit_is_refused(clean_hub: Emulator, repo_id: str) -> None:
+def test_stale_parent_commit_is_refused(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     base = api.model_info(repo_id).sha
@@ -160,7 +160,7 @@ def test_stale_parent_commit_is_refused(clean_hub: Emulator, repo_id: str) -> No
     assert api.list_repo_files(repo_id) == [".gitattributes", "a.txt"]
 
 
-def test_invalid_readme_metadata_is_refused(clean_hub: Emulator, repo_id: str) -> None:
+def test_invalid_readme_metadata_is_refused(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     with pytest.raises(ValueError, match="Invalid metadata in README.md"):
@@ -168,7 +168,7 @@ def test_invalid_readme_metadata_is_refused(clean_hub: Emulator, repo_id: str) -
                         repo_id=repo_id)
 
 
-def test_tree_pages_and_oids_match_git(clean_hub: Emulator, repo_id: str, tmp_path: Path) -> None:
+def test_tree_pages_and_oids_match_git(clean_hub: Hub, repo_id: str, tmp_path: Path) -> None:
     files = {f"src/mod{i}/file{j}.py": f"print({i}, {j})\n".encode() for i in range(3) for j in range(3)}
     files.update({"a-b.txt": b"dash sorts before the folder a\n", "a/z.txt": b"z\n",
                   "model.safetensors": os.urandom(2048)})
@@ -207,7 +207,7 @@ def test_tree_pages_and_oids_match_git(clean_hub: Emulator, repo_id: str, tmp_pa
     assert isinstance(next(e for e in top if e.path == "src"), RepoFolder)
 
 
-def test_corrupt_lfs_upload_is_refused(clean_hub: Emulator, repo_id: str) -> None:
+def test_corrupt_lfs_upload_is_refused(clean_hub: Hub, repo_id: str) -> None:
     clean_hub.api().create_repo(repo_id)
     announced = b"the bytes announced"
     oid = hashlib.sha256(announced).hexdigest()

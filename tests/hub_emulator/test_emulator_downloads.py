@@ -14,7 +14,7 @@ from huggingface_hub import CommitOperationAdd, get_hf_file_metadata, hf_hub_dow
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 if TYPE_CHECKING:
-    from conftest import Emulator
+    from tests.hub import Hub
 
 FILES = {
     "README.md": b"# card\n",
@@ -27,21 +27,21 @@ FILES = {
 
 
 @pytest.fixture
-def published(clean_hub: Emulator, repo_id: str) -> str:
+def published(clean_hub: Hub, repo_id: str) -> str:
     api = clean_hub.api()
     api.create_repo(repo_id)
     api.create_commit(repo_id, [CommitOperationAdd(p, d) for p, d in FILES.items()], commit_message="files")
     return repo_id
 
 
-def test_hf_hub_download_is_byte_identical(clean_hub: Emulator, published: str, tmp_path: Path) -> None:
+def test_hf_hub_download_is_byte_identical(clean_hub: Hub, published: str, tmp_path: Path) -> None:
     for name, data in FILES.items():
         path = hf_hub_download(published, name, endpoint=clean_hub.url, token=clean_hub.token,
                                cache_dir=tmp_path / "cache")
         assert Path(path).read_bytes() == data, name
 
 
-def test_snapshot_download_is_byte_identical(clean_hub: Emulator, published: str, tmp_path: Path) -> None:
+def test_snapshot_download_is_byte_identical(clean_hub: Hub, published: str, tmp_path: Path) -> None:
     target = tmp_path / "snapshot"
     snapshot_download(published, endpoint=clean_hub.url, token=clean_hub.token, local_dir=target,
                       cache_dir=tmp_path / "cache")
@@ -50,7 +50,7 @@ def test_snapshot_download_is_byte_identical(clean_hub: Emulator, published: str
     assert got == {**FILES, ".gitattributes": got[".gitattributes"]}
 
 
-def test_download_by_tag_and_commit(clean_hub: Emulator, published: str, tmp_path: Path) -> None:
+def test_download_by_tag_and_commit(clean_hub: Hub, published: str, tmp_path: Path) -> None:
     api = clean_hub.api()
     old = api.model_info(published).sha
     assert old is not None
@@ -63,7 +63,7 @@ def test_download_by_tag_and_commit(clean_hub: Emulator, published: str, tmp_pat
     assert Path(latest).read_bytes() == b'{"a": 2}\n'
 
 
-def test_file_metadata_headers(clean_hub: Emulator, published: str) -> None:
+def test_file_metadata_headers(clean_hub: Hub, published: str) -> None:
     head = clean_hub.api().model_info(published).sha
     lfs = get_hf_file_metadata(hf_hub_url(published, "nested/model.safetensors", endpoint=clean_hub.url),
                                token=clean_hub.token)
@@ -77,7 +77,7 @@ def test_file_metadata_headers(clean_hub: Emulator, published: str) -> None:
     assert regular.size == len(data)
 
 
-def test_range_request(clean_hub: Emulator, published: str) -> None:
+def test_range_request(clean_hub: Hub, published: str) -> None:
     url = hf_hub_url(published, "nested/deeper/data.txt", endpoint=clean_hub.url)
     request = urllib.request.Request(url, headers={"Range": "bytes=5-9"})
     with urllib.request.urlopen(request) as response:
@@ -85,12 +85,12 @@ def test_range_request(clean_hub: Emulator, published: str) -> None:
         assert response.read() == FILES["nested/deeper/data.txt"][5:10]
 
 
-def test_public_repo_downloads_anonymously(clean_hub: Emulator, published: str, tmp_path: Path) -> None:
+def test_public_repo_downloads_anonymously(clean_hub: Hub, published: str, tmp_path: Path) -> None:
     path = hf_hub_download(published, "config.json", endpoint=clean_hub.url, token=False, cache_dir=tmp_path)
     assert Path(path).read_bytes() == FILES["config.json"]
 
 
-def test_private_repo_needs_token(clean_hub: Emulator, repo_id: str, tmp_path: Path) -> None:
+def test_private_repo_needs_token(clean_hub: Hub, repo_id: str, tmp_path: Path) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id, repo_type="dataset", private=True)
     api.upload_file(path_or_fileobj=b"secret\n", path_in_repo="data.csv", repo_id=repo_id, repo_type="dataset")
@@ -102,7 +102,7 @@ def test_private_repo_needs_token(clean_hub: Emulator, repo_id: str, tmp_path: P
     assert Path(path).read_bytes() == b"secret\n"
 
 
-def test_missing_file_and_revision(clean_hub: Emulator, published: str, tmp_path: Path) -> None:
+def test_missing_file_and_revision(clean_hub: Hub, published: str, tmp_path: Path) -> None:
     api = clean_hub.api()
     with pytest.raises(EntryNotFoundError):
         api.hf_hub_download(published, "nope.txt", cache_dir=tmp_path)

@@ -14,10 +14,11 @@ from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 if TYPE_CHECKING:
-    from conftest import Emulator, StartEmulator
+    from tests.hub import Hub
+    from tests.hub_emulator.conftest import StartEmulator
 
 
-def test_503_then_success_is_retried_by_the_client(clean_hub: Emulator, repo_id: str) -> None:
+def test_503_then_success_is_retried_by_the_client(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     clean_hub.fault(method="POST", path="/preupload/", status=503, retry_after=0, times=1)
@@ -29,7 +30,7 @@ def test_503_then_success_is_retried_by_the_client(clean_hub: Emulator, repo_id:
     assert clean_hub.control("GET", "/_emulator/faults")["faults"] == []
 
 
-def test_403_on_commit_surfaces_and_changes_nothing(clean_hub: Emulator, repo_id: str) -> None:
+def test_403_on_commit_surfaces_and_changes_nothing(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     head = api.model_info(repo_id).sha
@@ -43,7 +44,7 @@ def test_403_on_commit_surfaces_and_changes_nothing(clean_hub: Emulator, repo_id
     assert api.list_repo_files(repo_id) == [".gitattributes", "a.txt"]
 
 
-def test_dropped_upload_connection_is_retried(clean_hub: Emulator, repo_id: str, tmp_path: Path) -> None:
+def test_dropped_upload_connection_is_retried(clean_hub: Hub, repo_id: str, tmp_path: Path) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     data = bytes(range(256)) * 100
@@ -54,7 +55,7 @@ def test_dropped_upload_connection_is_retried(clean_hub: Emulator, repo_id: str,
     assert Path(api.hf_hub_download(repo_id, "w.bin", cache_dir=tmp_path)).read_bytes() == data
 
 
-def test_delay_and_persistent_rules(clean_hub: Emulator) -> None:
+def test_delay_and_persistent_rules(clean_hub: Hub) -> None:
     clean_hub.fault(method="GET", path="^/api/whoami-v2$", delay=0.3, times=-1)
     started = time.monotonic()
     for _ in range(2):
@@ -65,7 +66,7 @@ def test_delay_and_persistent_rules(clean_hub: Emulator) -> None:
     assert clean_hub.control("GET", "/_emulator/faults")["faults"] == []
 
 
-def test_error_code_fault_is_classified(clean_hub: Emulator, repo_id: str) -> None:
+def test_error_code_fault_is_classified(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     clean_hub.fault(path=f"/api/models/{repo_id}$", status=404, error_code="RepoNotFound")
@@ -74,7 +75,7 @@ def test_error_code_fault_is_classified(clean_hub: Emulator, repo_id: str) -> No
     assert api.model_info(repo_id).id == repo_id
 
 
-def test_invalid_fault_and_control_auth(clean_hub: Emulator) -> None:
+def test_invalid_fault_and_control_auth(clean_hub: Hub) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         clean_hub.control("POST", "/_emulator/faults", {"path": "(", "status": 500})
     assert err.value.code == 400
@@ -109,7 +110,7 @@ def test_tokens_never_reach_logs(start_emulator: StartEmulator) -> None:
             assert secret not in text
 
 
-def test_stats_count_commits_and_lfs_bytes(clean_hub: Emulator, repo_id: str) -> None:
+def test_stats_count_commits_and_lfs_bytes(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id, repo_type="dataset")
     before = clean_hub.stats()["lfs_bytes_received"]

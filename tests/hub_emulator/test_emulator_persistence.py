@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from huggingface_hub import CommitOperationAdd
 
 if TYPE_CHECKING:
-    from conftest import StartEmulator
+    from tests.hub_emulator.conftest import StartEmulator
 
 
 def test_listening_line_and_clean_exit(start_emulator: StartEmulator) -> None:

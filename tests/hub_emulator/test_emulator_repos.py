@@ -9,10 +9,10 @@ from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 if TYPE_CHECKING:
-    from conftest import Emulator
+    from tests.hub import Hub
 
 
-def test_whoami_names_the_token_owner(clean_hub: Emulator) -> None:
+def test_whoami_names_the_token_owner(clean_hub: Hub) -> None:
     me = clean_hub.api().whoami()
     assert me["name"] == "emulator"
     assert me["type"] == "user"
@@ -22,7 +22,7 @@ def test_whoami_names_the_token_owner(clean_hub: Emulator) -> None:
     assert clean_hub.api(clean_hub.read_token).whoami()["auth"]["accessToken"]["role"] == "read"
 
 
-def test_bad_token_is_refused_with_401(clean_hub: Emulator) -> None:
+def test_bad_token_is_refused_with_401(clean_hub: Hub) -> None:
     with pytest.raises(HfHubHTTPError) as err:
         clean_hub.api("hf_NotAValidToken").whoami()
     assert err.value.response.status_code == 401
@@ -31,7 +31,7 @@ def test_bad_token_is_refused_with_401(clean_hub: Emulator) -> None:
     assert err.value.response.status_code == 401
 
 
-def test_create_model_dataset_and_space(clean_hub: Emulator, repo_id: str) -> None:
+def test_create_model_dataset_and_space(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     model = api.create_repo(repo_id)
     dataset = api.create_repo(repo_id, repo_type="dataset", private=True)
@@ -52,7 +52,7 @@ def test_create_model_dataset_and_space(clean_hub: Emulator, repo_id: str) -> No
     assert [c.title for c in api.list_repo_commits(repo_id)] == ["initial commit"]
 
 
-def test_create_existing_repo_is_409_unless_exist_ok(clean_hub: Emulator, repo_id: str) -> None:
+def test_create_existing_repo_is_409_unless_exist_ok(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     first = api.create_repo(repo_id)
     with pytest.raises(HfHubHTTPError) as err:
@@ -62,18 +62,18 @@ def test_create_existing_repo_is_409_unless_exist_ok(clean_hub: Emulator, repo_i
     assert api.create_repo(repo_id, exist_ok=True) == first
 
 
-def test_create_in_organisation(clean_hub: Emulator, repo_id: str) -> None:
+def test_create_in_organisation(clean_hub: Hub, repo_id: str) -> None:
     url = clean_hub.api().create_repo("acme/" + repo_id.split("/")[1])
     assert url.namespace == "acme"
 
 
-def test_read_only_token_cannot_write(clean_hub: Emulator, repo_id: str) -> None:
+def test_read_only_token_cannot_write(clean_hub: Hub, repo_id: str) -> None:
     with pytest.raises(HfHubHTTPError) as err:
         clean_hub.api(clean_hub.read_token).create_repo(repo_id)
     assert err.value.response.status_code == 403
 
 
-def test_missing_repo_is_repository_not_found(clean_hub: Emulator) -> None:
+def test_missing_repo_is_repository_not_found(clean_hub: Hub) -> None:
     api = clean_hub.api()
     with pytest.raises(RepositoryNotFoundError):
         api.model_info("emulator/does-not-exist")
@@ -84,7 +84,7 @@ def test_missing_repo_is_repository_not_found(clean_hub: Emulator) -> None:
     assert api.repo_exists("emulator/does-not-exist") is False
 
 
-def test_private_repo_is_hidden_without_token(clean_hub: Emulator, repo_id: str) -> None:
+def test_private_repo_is_hidden_without_token(clean_hub: Hub, repo_id: str) -> None:
     clean_hub.api().create_repo(repo_id, private=True)
     with pytest.raises(RepositoryNotFoundError):
         clean_hub.api(token=False).model_info(repo_id)
@@ -92,7 +92,7 @@ def test_private_repo_is_hidden_without_token(clean_hub: Emulator, repo_id: str)
     assert clean_hub.api(token=False).model_info(repo_id).id == repo_id
 
 
-def test_delete_repo(clean_hub: Emulator, repo_id: str) -> None:
+def test_delete_repo(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     api.delete_repo(repo_id)
@@ -102,7 +102,7 @@ def test_delete_repo(clean_hub: Emulator, repo_id: str) -> None:
     api.delete_repo(repo_id, missing_ok=True)
 
 
-def test_branches(clean_hub: Emulator, repo_id: str) -> None:
+def test_branches(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     head = api.model_info(repo_id).sha
@@ -130,7 +130,7 @@ def test_branches(clean_hub: Emulator, repo_id: str) -> None:
         api.delete_branch(repo_id, branch="main")
 
 
-def test_tags(clean_hub: Emulator, repo_id: str) -> None:
+def test_tags(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     first = api.create_commit(repo_id, [CommitOperationAdd("v.txt", b"1")], commit_message="v1")
@@ -154,7 +154,7 @@ def test_tags(clean_hub: Emulator, repo_id: str) -> None:
         api.delete_tag(repo_id, tag="v1.0")
 
 
-def test_commit_history(clean_hub: Emulator, repo_id: str) -> None:
+def test_commit_history(clean_hub: Hub, repo_id: str) -> None:
     api = clean_hub.api()
     api.create_repo(repo_id)
     made = [api.create_commit(repo_id, [CommitOperationAdd(f"f{i}.txt", b"x" * i)], commit_message=f"commit {i}",

@@ -44,36 +44,27 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     ctx.obj = {"config": config_file}
 
 
-@cli.command()
-@click.option("--all", "every", is_flag=True, help="Every repository under gitea.repo_root.")
-@click.argument("repos", nargs=-1, metavar="[OWNER/REPO]...")
-@click.pass_context
-@_errors
-def install(ctx: click.Context, every: bool, repos: tuple[str, ...]) -> None:
-    """Install the pre-receive and post-receive hooks into repositories."""
-    from . import install as installer
+def _hooks_command(verb: str, help_text: str) -> None:
+    """``install`` and ``uninstall``: the same arguments, a different action on each repository."""
 
-    config = _config(ctx)
-    if not every and not repos:
-        raise HookError("name repositories as OWNER/REPO, or pass --all", "e.g. gitea-hf-hook install acme/bert")
-    for line in installer.install(config, installer.repositories(config, repos, every)):
-        click.echo(line)
+    @cli.command(name=verb, help=help_text)
+    @click.option("--all", "every", is_flag=True, help="Every repository under gitea.repo_root.")
+    @click.argument("repos", nargs=-1, metavar="[OWNER/REPO]...")
+    @click.pass_context
+    @_errors
+    def command(ctx: click.Context, every: bool, repos: tuple[str, ...]) -> None:
+        from . import install as installer
+
+        config = _config(ctx)
+        if not every and not repos:
+            raise HookError("name repositories as OWNER/REPO, or pass --all", f"e.g. gitea-hf-hook {verb} acme/bert")
+        action = installer.install if verb == "install" else installer.uninstall
+        for line in action(config, installer.repositories(config, repos, every)):
+            click.echo(line)
 
 
-@cli.command()
-@click.option("--all", "every", is_flag=True, help="Every repository under gitea.repo_root.")
-@click.argument("repos", nargs=-1, metavar="[OWNER/REPO]...")
-@click.pass_context
-@_errors
-def uninstall(ctx: click.Context, every: bool, repos: tuple[str, ...]) -> None:
-    """Remove our hooks from repositories; Gitea's own hooks are left alone."""
-    from . import install as installer
-
-    config = _config(ctx)
-    if not every and not repos:
-        raise HookError("name repositories as OWNER/REPO, or pass --all", "e.g. gitea-hf-hook uninstall acme/bert")
-    for line in installer.uninstall(config, installer.repositories(config, repos, every)):
-        click.echo(line)
+_hooks_command("install", "Install the pre-receive and post-receive hooks into repositories.")
+_hooks_command("uninstall", "Remove our hooks from repositories; Gitea's own hooks are left alone.")
 
 
 @cli.command()

@@ -118,3 +118,11 @@ def test_check_says_when_a_ref_does_not_publish(gitea: GiteaServer, clone):
     result = gitea.cli("check", "acme/bert-tiny", "experiment", "--user", "alice")
     assert result.stdout == ("hf-publish: refs/heads/experiment of acme/bert-tiny does not publish: no repos entry "
                              "maps it to the Hub\n")
+
+
+def test_install_without_repositories_says_how(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    result = server.cli("uninstall")
+    assert result.returncode == 1
+    assert result.stderr == ("gitea-hf-hook: error: name repositories as OWNER/REPO, or pass --all "
+                             "(e.g. gitea-hf-hook uninstall acme/bert)\n")

@@ -11,7 +11,7 @@ import sys
 
 from . import config_cache, spool
 
-PREFIX = "hf-publish:"
+PREFIX = "hf-publish:"  # report.PREFIX, which this hook must not import: it costs pushes typing and re
 
 
 def _spool_dir(config_file: str) -> str | None:
@@ -52,15 +52,26 @@ def queue_prepared(config_file: str, stdin: str, environ: dict[str, str] | os._E
     return lines
 
 
+def _record_failure(config_file: str) -> str:
+    """Log the current exception where pre-receive logs its own; return where that is."""
+    from .config import Config, load
+    from .pre_receive import log_failure
+
+    config: Config | None
+    try:
+        config = load(config_file)
+    except Exception:  # noqa: BLE001 - then the fallback log in the hook user's home
+        config = None
+    return log_failure(config, None, "post-receive")
+
+
 def main(argv: list[str]) -> int:
     """``main(["post-receive", CONFIG_PATH])``; the updates come on standard input."""
     stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     try:
         lines = queue_prepared(argv[1], stdin, os.environ)
-    except Exception as exc:  # noqa: BLE001 - a landed push must not look failed; the worker sweeps tmp/
-        from .redact import redact
-
-        lines = [f"{PREFIX} warning: the publish job is not queued yet ({redact(str(exc))[:200]}); "
-                 "the worker will queue it from the spool"]
+    except Exception:  # noqa: BLE001 - a landed push must not look failed; the worker sweeps tmp/
+        lines = [f"{PREFIX} warning: the publish job is not queued yet; the worker will queue it from the "
+                 f"spool (details for the admin in {_record_failure(argv[1])})"]
     sys.stderr.write("".join(line + "\n" for line in lines))
     return 0

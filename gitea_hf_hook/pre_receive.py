@@ -25,14 +25,15 @@ def _say(lines: list[str]) -> None:
     sys.stderr.flush()
 
 
-def log_failure(config: Config | None, push: Push, hook: str) -> str:
+def log_failure(config: Config | None, push: Push | None, hook: str) -> str:
     """Append the current exception's traceback to the hook log; return where it went."""
     import traceback  # only on this path: importing it costs every push milliseconds
 
     candidates = [config.hook_log] if config is not None else []
     candidates.append(os.path.join(os.path.expanduser("~"), "gitea-hf-hook.log"))
-    record = (f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {hook} {push.full_name} "
-              f"pusher={push.pusher or '-'}\n{redact(traceback.format_exc())}")
+    who = f"{push.full_name} pusher={push.pusher or '-'}" if push is not None else os.path.abspath(".")
+    record = (f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {hook} {who}\n"
+              f"{redact(traceback.format_exc())}")
     for path in candidates:
         try:
             with open(path, "a", encoding="utf-8") as f:

@@ -65,3 +65,27 @@ def test_an_internal_error_gives_the_pusher_one_line_and_the_admin_a_traceback(c
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and "GitError: git merge-base failed" in text
     assert "pre-receive acme/bert-tiny pusher=alice" in text
+
+
+def test_post_receive_never_fails_a_landed_push_and_logs_why(clone: Clone, gitea: GiteaServer):
+    """The queue folder is unusable between the two hooks: the push stands, the pusher is told, the job waits."""
+    old = clone.commit()
+    assert clone.push("main").ok
+    new = clone.commit({"x.txt": "x"})
+    # The new objects reach the repository as they would during the push; then pre-receive runs for main.
+    subprocess.run(["git", "push", "--quiet", str(clone.bare), f"{new}:refs/heads/staging"], cwd=clone.path,
+                   check=True, env={**os.environ, "GITEA_INTERNAL_PUSH": "true"})
+    env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
+    update = f"{old} {new} refs/heads/main\n"
+    pre = clone.bare / "hooks" / "pre-receive.d" / "hf-publish"
+    assert subprocess.run([str(pre)], input=update, text=True, cwd=clone.bare, env=env).returncode == 0
+    (gitea.spool / "queue").rename(gitea.spool / "queue-moved")
+    (gitea.spool / "queue").write_text("not a folder")
+    post = clone.bare / "hooks" / "post-receive.d" / "hf-publish"
+    proc = subprocess.run([str(post)], input=update, capture_output=True, text=True, cwd=clone.bare, env=env)
+    log = gitea.audit_log.parent / "hook.log"
+    assert proc.returncode == 0
+    assert proc.stderr == ("hf-publish: warning: the publish job is not queued yet; the worker will queue it from "
+                           f"the spool (details for the admin in {log})\n")
+    assert "NotADirectoryError" in log.read_text()
+    assert len(list((gitea.spool / "tmp").glob("prepared-*.json"))) == 1

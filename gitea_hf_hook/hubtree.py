@@ -57,19 +57,24 @@ def hub_path(rule: RepoRule, path: bytes) -> str | None:
 
 
 def _files(rule: RepoRule, entries: list[git.Entry], cwd: str) -> dict[str, File]:
-    """File records for tree entries that publish; reads only blobs small enough to be LFS pointers."""
+    """File records for tree entries that publish; reads only blobs small enough to be LFS pointers.
+
+    One ``cat-file --batch`` gives every size and the content of the small blobs alone.
+    """
     wanted = [(p, e) for e in entries if e.mode in REGULAR_MODES and (p := hub_path(rule, e.path)) is not None]
-    infos = git.object_info([e.oid for _, e in wanted], cwd=cwd)
-    sizes = {}
-    for (path, entry), info in zip(wanted, infos):
-        if info is None:
-            raise GitError(f"blob {entry.oid} of {path} is missing", "check the repository with git fsck")
-        sizes[entry.oid] = info[2]
-    small = sorted({oid for oid, size in sizes.items() if size <= lfs.MAX_POINTER_SIZE})
+    sizes: dict[str, int] = {}
     pointers = {}
-    for oid, data in blob_contents(small, cwd).items():
-        if (pointer := lfs.parse_pointer(data)) is not None:
+    objects = list(git.read_objects(sorted({e.oid for _, e in wanted}), cwd=cwd, limit=lfs.MAX_POINTER_SIZE))
+    for item in objects:
+        if item is None:
+            continue
+        oid, _kind, size, data = item
+        sizes[oid] = size
+        if data is not None and (pointer := lfs.parse_pointer(data)) is not None:
             pointers[oid] = pointer
+    for path, entry in wanted:
+        if entry.oid not in sizes:
+            raise GitError(f"blob {entry.oid} of {path} is missing", "check the repository with git fsck")
     result = {}
     for path, entry in wanted:
         pointer = pointers.get(entry.oid)
@@ -82,9 +87,7 @@ def _files(rule: RepoRule, entries: list[git.Entry], cwd: str) -> dict[str, File
 
 def blob_contents(oids: list[str], cwd: str) -> dict[str, bytes]:
     """The content of each blob that exists, by id (one ``git cat-file --batch`` process for all)."""
-    # Drained completely before returning: closing the generator early could leave git blocked on a full pipe.
-    # The content is the last field of each answer, whichever tuple shape git.read_objects yields.
-    return {item[0]: item[-1] or b"" for item in list(git.read_objects(oids, cwd=cwd)) if item is not None}
+    return {item[0]: item[3] or b"" for item in git.read_objects(oids, cwd=cwd) if item is not None}
 
 
 def published_files(rule: RepoRule, commit: str, cwd: str) -> dict[str, File]:

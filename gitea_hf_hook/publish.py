@@ -168,21 +168,27 @@ class _Run:
             self.api.create_branch(self.repo_id, branch=self.revision, repo_type=self.repo_type, exist_ok=True)
             head = _branch_head(self.refs(create=False), self.revision)
         scope = scope_of(self.rule)
-        self.doing = f"reading the history of {self.what} ({self.revision})"
-        newest = self.head_message(self.revision) if head else None
         same_scope = state is None or state.get("scope") in (None, scope)
-        if newest is not None and marker_of(newest[1]) == (self.commit, True) and same_scope:
-            # Already there: typically our own commit whose answer was lost, and the worker retried.
-            return _result(self.commit, newest[0], scope=scope, mode="already")
+        ours = state is not None and head is not None and state.get("hub_commit") == head
+        # The head is the commit we made last, for another git commit: its marker cannot name this one.
+        if head and not (ours and state is not None and state.get("git_commit") != self.commit):
+            self.doing = f"reading the history of {self.what} ({self.revision})"
+            newest = self.head_message(self.revision)
+            if newest is not None and marker_of(newest[1]) == (self.commit, True) and same_scope:
+                # Already there: typically our own commit whose answer was lost, and the worker retried.
+                return _result(self.commit, newest[0], scope=scope, mode="already")
 
         self.doing = f"reading {self.job['ref']} in {self.cwd}"
-        incremental = (state is not None and head is not None and state.get("hub_commit") == head
-                       and state.get("scope") == scope and bool(state.get("git_commit"))
-                       and not git.is_zero(state["git_commit"])
-                       and git.object_info([f"{state['git_commit']}^{{commit}}"], cwd=self.cwd)[0] is not None)
-        if incremental:
-            assert state is not None
-            uploads, deletes = hubtree.changes_between(self.rule, state["git_commit"], self.commit, self.cwd)
+        changes = None
+        if (ours and state is not None and state.get("scope") == scope and state.get("git_commit")
+                and not git.is_zero(state["git_commit"])):
+            try:
+                changes = hubtree.changes_between(self.rule, state["git_commit"], self.commit, self.cwd)
+            except GitError:
+                changes = None  # the commit we last published is gone from git (history rewritten): compare trees
+        incremental = changes is not None
+        if changes is not None:
+            uploads, deletes = changes
             if not self.rule.delete_missing:
                 deletes = []
         else:

@@ -155,6 +155,9 @@ class Handler(BaseHTTPRequestHandler):
     """Dispatches every method to ``server.app`` and writes its :class:`Response`."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: the client pools connections
+    # Headers and body go out as two writes; with Nagle's algorithm the body waits for the client's delayed
+    # ACK, about 40 ms on every answer, which would dwarf what the emulator stands in for.
+    disable_nagle_algorithm = True
     server: EmulatorHTTPServer
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)

@@ -177,7 +177,7 @@ def claim(spool: str, name: str, now: float) -> Claim | None:
     except BaseException:
         lock.release()
         raise
-    spool_mod.fsync_dir(os.path.join(spool, "active"))
+    # No fsync of active/: a claim lost in a crash leaves the job in queue/, where it is taken again.
     return Claim(spool, name, lock)
 
 

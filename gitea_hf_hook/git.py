@@ -126,6 +126,8 @@ def changed_files(old: str, new: str, cwd: str | None = None) -> list[Entry]:
 
 def _batch(option: str, specs: list[str], cwd: str | None,
            limit: int | None = None) -> Iterator[tuple[str, str, int, bytes | None] | None]:
+    if not specs:
+        return
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     null = os.open(os.devnull, os.O_WRONLY)

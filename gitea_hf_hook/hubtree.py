@@ -29,6 +29,7 @@ class File:
     blob: str
     size: int  # of the content: the LFS object's size for a pointer
     lfs: str | None = None
+    content: bytes | None = None  # already read: a small regular file
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,17 @@ def _files(rule: RepoRule, entries: list[git.Entry], cwd: str) -> dict[str, File
     wanted = [(p, e) for e in entries if e.mode in REGULAR_MODES and (p := hub_path(rule, e.path)) is not None]
     sizes: dict[str, int] = {}
     pointers = {}
-    objects = list(git.read_objects(sorted({e.oid for _, e in wanted}), cwd=cwd, limit=lfs.MAX_POINTER_SIZE))
-    for item in objects:
+    small: dict[str, bytes] = {}  # kept: the upload needs them, and they are read already
+    for item in git.read_objects(sorted({e.oid for _, e in wanted}), cwd=cwd, limit=lfs.MAX_POINTER_SIZE):
         if item is None:
             continue
         oid, _kind, size, data = item
         sizes[oid] = size
-        if data is not None and (pointer := lfs.parse_pointer(data)) is not None:
-            pointers[oid] = pointer
+        if data is not None:
+            if (pointer := lfs.parse_pointer(data)) is not None:
+                pointers[oid] = pointer
+            else:
+                small[oid] = data
     for path, entry in wanted:
         if entry.oid not in sizes:
             raise GitError(f"blob {entry.oid} of {path} is missing", "check the repository with git fsck")
@@ -81,7 +85,7 @@ def _files(rule: RepoRule, entries: list[git.Entry], cwd: str) -> dict[str, File
         if pointer is not None:
             result[path] = File(path, entry.oid, pointer.size, pointer.oid)
         else:
-            result[path] = File(path, entry.oid, sizes[entry.oid])
+            result[path] = File(path, entry.oid, sizes[entry.oid], content=small.get(entry.oid))
     return result
 
 

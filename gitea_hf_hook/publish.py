@@ -253,7 +253,7 @@ class _Run:
 
         from . import hubtree
 
-        contents = hubtree.blob_contents([f.blob for f in files if f.lfs is None], self.cwd)
+        contents = hubtree.blob_contents([f.blob for f in files if f.lfs is None and f.content is None], self.cwd)
         operations = []
         for file in files:
             if file.lfs is not None:
@@ -261,6 +261,8 @@ class _Run:
                                         path_or_fileobj=hubtree.store_path(self.config.lfs_root, file))
                 # The pointer names the sha256: the client then never reads or hashes an object the Hub has.
                 op.upload_info.sha256 = bytes.fromhex(file.lfs)
+            elif file.content is not None:
+                op = CommitOperationAdd(path_in_repo=file.path, path_or_fileobj=file.content)
             else:
                 if file.blob not in contents:
                     raise PublishError(f"{file.path}: blob {file.blob} is missing from {self.cwd}",

@@ -5,14 +5,18 @@ identical but for our hooks; pushes alternate between them so machine noise hits
 
     .venv/bin/python bench/hook_latency.py [--rounds 25] [--files 10] [--big 10000]
 
-Targets: at most 50 ms added to a 10-file push; at most 2 s to evaluate an initial push of 10,000 files.
+Targets: at most 50 ms added to a 10-file push; at most 2 s to evaluate an initial push of 10,000 files;
+post-receive (which queues the job) at most 30 ms, flat in the depth of the queue: it is timed alone, run as
+Gitea runs it, with an empty queue and with ``--depth`` jobs waiting.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import CARD, GROUPS, RULE  # noqa: E402
-from tests.gitea_server import Clone, GiteaServer  # noqa: E402
+from tests.gitea_server import Clone, GiteaServer, gitea_env  # noqa: E402
 
 
 def timed_push(clone: Clone, *refspecs: str) -> float:
@@ -78,11 +82,49 @@ def big_push(hooked: Clone, plain: Clone, files: int, rounds: int) -> tuple[list
     return with_hook, without
 
 
+def post_receive_alone(server: GiteaServer, hooked: Clone, rounds: int) -> list[float]:
+    """post-receive's own time for one update, each preceded by the pre-receive that prepares its job."""
+    old = hooked.git("rev-parse", "HEAD")
+    env = {**os.environ, **gitea_env("acme", "hooked", "alice"), "HOME": str(server.home)}
+    hooks = hooked.bare / "hooks"
+    times = []
+    for r in range(rounds):
+        new = hooked.commit({"post.txt": f"{r}\n"}, message=f"post {r}")
+        # The objects arrive as in a push; the hooks then run as Gitea's dispatcher runs them.
+        subprocess.run(["git", "push", "--quiet", str(hooked.bare), f"{new}:refs/heads/staging"], cwd=hooked.path,
+                       check=True, env={**os.environ, "GITEA_INTERNAL_PUSH": "true"})
+        update = f"{old} {new} refs/heads/main\n"
+        subprocess.run([str(hooks / "pre-receive.d" / "hf-publish")], input=update, text=True, cwd=hooked.bare,
+                       env=env, check=True)
+        start = time.perf_counter()
+        done = subprocess.run([str(hooks / "post-receive.d" / "hf-publish")], input=update, text=True,
+                              capture_output=True, cwd=hooked.bare, env=env)
+        times.append(time.perf_counter() - start)
+        if "queued" not in done.stderr:
+            raise SystemExit(f"post-receive did not queue: {done.stderr}")
+    return times
+
+
+def fill_queue(server: GiteaServer, depth: int) -> None:
+    """``depth`` waiting jobs, as files in queue/ (their content is never read by post-receive)."""
+    queue = server.spool / "queue"
+    job = json.dumps({"version": 1, "note": "bench filler"})
+    for i in range(depth):
+        (queue / f"20261125-000000-{i:08x}.json").write_text(job)
+
+
+def report_alone(label: str, times: list[float], target_ms: float) -> bool:
+    median = statistics.median(times) * 1000
+    ok = median <= target_ms
+    print(f"{label:<27}: median {median:5.1f} ms | target <= {target_ms:.0f} ms: {'met' if ok else 'MISSED'}")
+    return ok
+
+
 def report(label: str, with_hook: list[float], without: list[float], target_ms: float, *, added: bool) -> bool:
     a, b = statistics.median(with_hook) * 1000, statistics.median(without) * 1000
     diff = a - b
     ok = diff <= target_ms
-    print(f"{label}: median with hooks {a:7.1f} ms | without {b:7.1f} ms | added {diff:6.1f} ms | ratio {a / b:4.2f}"
+    print(f"{label:<27}: median with hooks {a:7.1f} ms | without {b:7.1f} ms | added {diff:6.1f} ms | ratio {a / b:4.2f}"
           f" | target {'added' if added else 'evaluation'} <= {target_ms:.0f} ms: {'met' if ok else 'MISSED'}")
     return ok
 
@@ -93,16 +135,22 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--big", type=int, default=10_000)
     parser.add_argument("--big-rounds", type=int, default=3)
+    parser.add_argument("--depth", type=int, default=10_000, help="queued jobs for the post-receive measurement")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.update(HOME=tmp, GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="b@example.com",
                           GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="b@example.com")
-        _server, hooked, plain = setup(Path(tmp))
+        server, hooked, plain = setup(Path(tmp))
         print(f"git push through Gitea's dispatcher, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-        ok = report(f"{args.files}-file push    ", *small_pushes(hooked, plain, args.rounds, args.files), 50,
+        ok = report(f"{args.files}-file push", *small_pushes(hooked, plain, args.rounds, args.files), 50,
                     added=True)
         ok &= report(f"{args.big}-file first push", *big_push(hooked, plain, args.big, args.big_rounds), 2000,
                      added=False)
+        empty = post_receive_alone(server, hooked, args.rounds)
+        fill_queue(server, args.depth)
+        deep = post_receive_alone(server, hooked, args.rounds)
+        ok &= report_alone("post-receive, queue empty", empty, 30)
+        ok &= report_alone(f"post-receive, {args.depth} queued", deep, 30)
     return 0 if ok else 1
 
 

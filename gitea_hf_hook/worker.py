@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import claims, spool
+from . import claims, housekeeping, spool
 from .config import Config, WorkerSettings
 from .errors import PublishError
 from .redact import redact
@@ -33,11 +33,6 @@ Publisher = Callable[[Config, dict[str, Any], "dict[str, Any] | None"], dict[str
 Job = dict[str, Any]
 
 log = logging.getLogger("gitea_hf_hook.worker")
-HOUSEKEEPING_EVERY = 600.0  # seconds between sweeps of done/, tmp/ and old lock files
-STALE_TMP = 3600.0  # a tmp/ file this old belongs to a writer that died
-# A prepared job still in tmp/ this long after pre-receive wrote it missed its post-receive (which runs seconds
-# after pre-receive); only then is its ref compared with its commit, so a push in progress is never judged.
-PREPARED_GRACE = 600.0
 IDLE_POLL = 2.0  # seconds between looks at an empty queue
 
 
@@ -131,7 +126,7 @@ def loop(config: Config, now: float | None = None, publish: Publisher | None = N
     for sub in ("targets", "locks"):
         os.makedirs(os.path.join(root, "state", sub), exist_ok=True)
     result = LoopResult()
-    _housekeeping(config, now)
+    housekeeping.sweep(config, now)
     for claim in claims.reclaim(root, now):
         _requeue_orphan(config, claim, now, result)
     groups: dict[str, list[Job]] = {}
@@ -310,69 +305,6 @@ def _requeue_orphan(config: Config, claim: claims.Claim, now: float, result: Loo
         return
     claim.finish("queue", job)
     _say(f"job {job['id']}: {message}", logging.WARNING)
-
-
-def _housekeeping(config: Config, now: float) -> None:
-    """At most every few minutes: prune old done/ jobs, settle tmp/ and delete unused lock files."""
-    root, stamp = config.spool, os.path.join(config.spool, "state", "housekeeping")
-    try:
-        if os.stat(stamp).st_mtime > now - HOUSEKEEPING_EVERY:
-            return
-    except FileNotFoundError:
-        pass
-    for folder in ("done", "tmp"):
-        for name in os.listdir(os.path.join(root, folder)):
-            path = os.path.join(root, folder, name)
-            try:
-                mtime = os.stat(path).st_mtime
-                if folder == "tmp" and name.startswith(spool.PREPARED) and name.endswith(".json"):
-                    if mtime < now - PREPARED_GRACE:
-                        _settle_prepared(root, name)
-                elif mtime < now - (config.worker.keep_done_days * 86400 if folder == "done" else STALE_TMP):
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass  # promoted or removed by someone else meanwhile
-    claims.remove_stale_locks(root, now, STALE_TMP)
-    with open(stamp, "a"):
-        pass
-    os.utime(stamp, (now, now))
-
-
-def _settle_prepared(root: str, name: str) -> None:
-    """A job pre-receive prepared but post-receive never queued: queue it if its push landed, else drop it."""
-    path = os.path.join(root, "tmp", name)
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        job = json.loads(data)
-        ref, new, repo_dir, job_id = str(job["ref"]), str(job["new"]), str(job["repo_dir"]), str(job["id"])
-    except (ValueError, TypeError, KeyError):
-        os.unlink(path)
-        _say(f"dropped unreadable prepared job tmp/{name}", logging.WARNING)
-        return
-    from . import git
-    from .errors import GitError
-
-    try:
-        proc = git.run("rev-parse", "--verify", "--quiet", ref, cwd=repo_dir, ok_codes=(0, 1))
-        current: str | None = proc.stdout.decode().strip() or None
-    except (GitError, OSError):
-        current = "unreadable"  # the repository is gone: nothing left to publish
-    if current == new or (current is None and git.is_zero(new)):
-        try:
-            spool.promote(root, repo_dir, ref, new)
-        except FileNotFoundError:
-            return  # post-receive got there after all
-        spool.fsync_dir(os.path.join(root, "queue"))
-        _say(f"queued job {job_id} ({ref} at {new[:7]} in {repo_dir}), which post-receive did not queue")
-    else:
-        for leftover in (path, path.removesuffix(".json") + ".notice"):
-            try:
-                os.unlink(leftover)
-            except FileNotFoundError:
-                pass
-        _say(f"dropped prepared job {job_id}: {ref} in {repo_dir} is not at {new[:7]} (the push was refused "
-             "after pre-receive, or the repository is gone)", logging.WARNING)
 
 
 # --- running ----------------------------------------------------------------------------------------------------

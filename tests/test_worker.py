@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gitea_hf_hook import spool, worker
+from gitea_hf_hook import housekeeping, spool, worker
 from gitea_hf_hook.config import Config, WorkerSettings, load
 from gitea_hf_hook.errors import PublishError
 from tests.gitea_server import Clone, GiteaServer
@@ -265,9 +265,16 @@ def test_old_done_jobs_and_stale_tmp_files_are_pruned(config: Config) -> None:
     (tmp / "abandoned.json.123.abcd").write_text("{")
     os.utime(tmp / "abandoned.json.123.abcd", (T0 - 3601, T0 - 3601))
     (tmp / "being-written.json.456.ef01").write_text("{")
-    worker.loop(config, T0 + worker.HOUSEKEEPING_EVERY + 1, Recorder())
+    cards = Path(config.spool, "state", "cards")
+    cards.mkdir(parents=True)
+    (cards / "old-card").touch()
+    os.utime(cards / "old-card", (T0 - 31 * 86400, T0 - 31 * 86400))
+    (cards / "recent-card").touch()
+    os.utime(cards / "recent-card", (T0 - 86400, T0 - 86400))
+    worker.loop(config, T0 + housekeeping.HOUSEKEEPING_EVERY + 1, Recorder())
     assert folders(config)["done"] == [jid(2)]
     assert sorted(os.listdir(tmp)) == ["being-written.json.456.ef01"]
+    assert sorted(os.listdir(cards)) == ["recent-card"]
 
 
 def test_a_prepared_job_whose_post_receive_never_ran_is_queued_if_its_push_landed(

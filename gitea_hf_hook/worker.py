@@ -142,8 +142,12 @@ def loop(config: Config, now: float | None = None, publish: Publisher | None = N
                 _dead_letter_unreadable(claim, str(exc), result)
             continue
         groups.setdefault(target_key(job["target"]), []).append(job)
-    # Targets whose oldest job waited longest go first.
-    for key, jobs in sorted(groups.items(), key=lambda kv: min(_order(j) for j in kv[1])):
+    # Branches before tags, since a tag lands on the Hub commit its branch's publish makes; then the targets
+    # whose oldest job waited longest.
+    def priority(item: tuple[str, list[Job]]) -> tuple[bool, tuple[float, str]]:
+        return item[1][0]["target"]["kind"] == "tag", min(_order(j) for j in item[1])
+
+    for key, jobs in sorted(groups.items(), key=priority):
         if stop is not None and stop():
             break
         _drain_target(config, key, jobs, now, publish, result)

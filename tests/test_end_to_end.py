@@ -26,6 +26,7 @@ RULE = """\
   - match: acme/*
     hub_repo: acme/{name}
     publishers: [alice]
+    tags: "v*"
 """ + CHECKS
 CARD = "---\nlicense: mit\n---\n# bert-tiny\n"
 _names = itertools.count()
@@ -81,6 +82,20 @@ def test_a_push_appears_on_the_hub_byte_for_byte(site: Site):
     [job] = site.jobs("done")
     assert job["outcome"] == "published" and job["commit"] == commit
     assert site.jobs("queue") == [] and site.jobs("active") == []
+
+
+def test_a_release_tag_pushed_with_its_branch_is_on_the_hub_after_one_pass(site: Site):
+    commit = site.clone.commit({"README.md": CARD}, message="release 1.0")
+    site.clone.git("tag", "-a", "v1.0", "-m", "release 1.0")
+    pushed = site.clone.push("v1.0", "main")  # the tag's job is queued first
+    assert pushed.ok and len(pushed.remote) == 2
+    assert site.worker_command("--once").returncode == 0
+    refs = site.hub.api().list_repo_refs(site.repo_id)
+    [tag] = refs.tags
+    [main] = [b for b in refs.branches if b.name == "main"]
+    assert (tag.name, tag.target_commit) == ("v1.0", main.target_commit)
+    assert sorted(job["outcome"] for job in site.jobs("done")) == ["published", "published"]
+    assert {job["commit"] for job in site.jobs("done")} == {commit}
 
 
 def test_twenty_quick_pushes_become_one_hub_commit(site: Site):

@@ -48,7 +48,7 @@ _PREFIXES = (
 # Kinds whose first character must not continue a longer word ("xhf_..." or "myghp_..." are not tokens).
 _WORD_START = {"huggingface", "huggingface_org", "aws", "github", "gitlab", "slack"}
 # Kinds issued as random mixed-case base62: an all-lowercase "hf_" + 34 letters is a long snake_case identifier
-# (hf_loadpretrainedweightsfromcheckpoint...), not a token. A random body lacks one case with probability
+# (hf_loadpretrainedweights...), not a token. A random body lacks one case with probability
 # about 2**-34 for Hugging Face's 34 letters and at worst ~3e-5 for GitLab's 20 characters: a negligible miss.
 _MIXED_CASE = {"huggingface", "huggingface_org", "github", "gitlab"}
 _TOKEN_PREFIX = re.compile(rb"hf_|api_org_|gh[pousr]_|github_pat_|glpat-")

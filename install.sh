@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs gitea-hf-hook into ./.venv.
-#   ./install.sh          install the package
-#   ./install.sh --test   install it with its test extra and run the test suite
+#   ./install.sh          install the package (run `gitea-hf-hook install` again after upgrading, so the
+#                         hooks name the right import folder)
+#   ./install.sh --test   install it editable with its test extra and run the test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,5 +16,6 @@ if [ "${1:-}" = "--test" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
   exec .venv/bin/python -m pytest "$@"
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+# A regular install: the hooks then run from the virtualenv alone, whatever happens to this checkout.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check .
 echo "installed: $(pwd)/.venv/bin/gitea-hf-hook"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -89,3 +90,20 @@ def test_post_receive_never_fails_a_landed_push_and_logs_why(clone: Clone, gitea
                            f"the spool (details for the admin in {log})\n")
     assert "NotADirectoryError" in log.read_text()
     assert len(list((gitea.spool / "tmp").glob("prepared-*.json"))) == 1
+
+
+def test_with_enforce_off_an_internal_error_lets_the_push_through_and_still_prepares_its_job(
+        clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text(gitea.config_path.read_text() + "enforce: false\n")
+    new = clone.commit()
+    assert clone.push("main").ok
+    hook = clone.bare / "hooks" / "pre-receive.d" / "hf-publish"
+    env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
+    proc = subprocess.run([str(hook)], input=f"{'1' * 40} {new} refs/heads/main\n", capture_output=True,
+                          text=True, cwd=clone.bare, env=env)
+    log = gitea.audit_log.parent / "hook.log"
+    assert proc.returncode == 0
+    assert proc.stderr == (f"hf-publish: would reject: internal error while checking this push (details for the "
+                           f"admin in {log})\n")
+    prepared = [json.loads(p.read_text()) for p in (gitea.spool / "tmp").glob("prepared-*.json")]
+    assert [(job["ref"], job["commit"]) for job in prepared] == [("refs/heads/main", new)]

@@ -65,7 +65,7 @@ class Target(NamedTuple):
 class RepoRule(NamedTuple):
     """One entry of ``repos``: which Gitea repositories publish where, by whom, and under which checks."""
 
-    index: int
+    position: int  # in the repos list, for messages
     match: str
     hub_repo: str = "{owner}/{name}"
     repo_type: str = "model"

@@ -194,7 +194,7 @@ def _repo(doc: _Doc, node: yaml.Node, index: int, groups: dict[str, tuple[str, .
     keys = doc.mapping(node, where, _REPO_KEYS)
     if "match" not in keys:
         raise doc.error(node, where, "needs a 'match' key, e.g. match: acme/*")
-    values: dict[str, Any] = {"index": index}
+    values: dict[str, Any] = {"position": index}
     for key, value_node in keys.items():
         at = f"{where}.{key}"
         if key in ("private", "create", "require_merge", "allow_deploy_keys", "allow_force_push", "allow_delete",

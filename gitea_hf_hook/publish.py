@@ -128,7 +128,7 @@ class _Run:
                                    "publish its branch first") from None
             if not self.rule.create:
                 raise PublishError(f"the Hub repository {self.what} does not exist, or the token cannot see it, "
-                                   f"and repos[{self.rule.index}] has create: false",
+                                   f"and repos[{self.rule.position}] has create: false",
                                    "create it on the Hub (or set create: true), or give the token access") from None
         self.doing = f"creating {self.what}"
         self.api.create_repo(self.repo_id, repo_type=self.repo_type, private=self.rule.private, exist_ok=True,

@@ -198,9 +198,12 @@ def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list
         if obj is None:
             continue
         if obj[2] > limit:
+            # track covers files to come; the file already committed needs its commits rewritten.
+            suffix = os.path.splitext(name)[1]
+            pattern = f"*{suffix}" if suffix else shown
             problems.append(Problem(shown, f"{obj[2] / MIB:.1f} MiB is over the {checks.max_blob_mb:g} MiB limit "
                                            "for files outside Git LFS",
-                                    f'track it with Git LFS: git lfs migrate import --include="{shown}"'))
+                                    f'git lfs track "{pattern}", then git lfs migrate import --include="{shown}"'))
         elif obj[3] is not None:
             problems += _scan(shown, name, obj[3], config, checks)
     # Grouped by file, in the order git lists files, whichever check found them.

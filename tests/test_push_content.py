@@ -92,8 +92,8 @@ def test_leaked_secrets_are_reported_by_line_and_kind_never_shown(clone: Clone):
 def test_large_files_outside_git_lfs_are_refused_with_the_fix(clone: Clone):
     clone.commit({"weights.npy": b"\x93NUMPY" + b"\0" * (11 * 1024 * 1024)})
     assert clone.push("main").remote == [HEADER, "  weights.npy: 11.0 MiB is over the 10 MiB limit for files outside "
-                                                 "Git LFS (track it with Git LFS: git lfs migrate import "
-                                                 "--include=\"weights.npy\")"]
+                                                 "Git LFS (git lfs track \"*.npy\", then git lfs migrate "
+                                                 "import --include=\"weights.npy\")"]
 
 
 def test_git_lfs_objects_must_be_on_the_server(clone: Clone, gitea: GiteaServer):

@@ -282,8 +282,8 @@ def _check_metrics(card: dict[Any, Any], metrics: Mapping[str, tuple[str, float]
             if value is None:
                 findings.append(Finding(f"{shown(key)} value on {label} is not a number", _NOT_NUMBER_HINT, line))
             elif not _OPERATORS[op](value, threshold):
-                reported = f"{shown(key)} {_format_number(value)}"
-                problem = f"{reported} on {label} does not meet {op} {_format_number(threshold)}"
+                measured = f"{shown(key)} {_format_number(value)}"
+                problem = f"{measured} on {label} does not meet {op} {_format_number(threshold)}"
                 findings.append(Finding(problem, f"the release requires {want} on every reported dataset", line))
     return findings
 

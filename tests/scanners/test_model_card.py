@@ -407,3 +407,10 @@ def test_metric_findings_are_capped() -> None:
         "accuracy 0.1 on D0 does not meet >= 0.9", "the release requires accuracy >= 0.9 on every reported dataset", 10
     )
     assert findings[-1] == Finding("10 more model card problems not shown", "fix the ones above first")
+
+
+def test_every_threshold_is_checked_when_several_fail() -> None:
+    card = card_with_results(result("IMDB", "0.5"), result("IMDB", "0.4", "f1"))
+    findings = check(card, metrics={"accuracy": (">=", 0.9), "f1": (">=", 0.8)})
+    assert [f.problem for f in findings] == ["accuracy 0.5 on IMDB does not meet >= 0.9",
+                                             "f1 0.4 on IMDB does not meet >= 0.8"]

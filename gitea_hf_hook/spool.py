@@ -24,13 +24,21 @@ if TYPE_CHECKING:
     from typing import Any
 
 FOLDERS = ("tmp", "queue", "active", "done", "failed", "state")
+STATE_FOLDERS = ("state/targets", "state/locks", "state/cards")
 JOB_VERSION = 1
 
 
+# Gitea (the hooks) and the worker run as different users sharing a group, so the worker alone can read the
+# Hub tokens: folders the group can write, and setgid so that what either creates stays in that group.
+FOLDER_MODE = 0o2770
+
+
 def ensure_layout(spool: str) -> None:
-    """Create the spool's folders if they are missing."""
-    for name in FOLDERS:
-        os.makedirs(os.path.join(spool, name), exist_ok=True)
+    """Create the spool's folders if they are missing, writable by the owner's group."""
+    for path in (spool, *(os.path.join(spool, name) for name in FOLDERS + STATE_FOLDERS)):
+        if not os.path.isdir(path):
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, FOLDER_MODE)  # past the umask
 
 
 def writable_problem(spool: str) -> tuple[str, str] | None:

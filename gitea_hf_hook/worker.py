@@ -123,8 +123,6 @@ def loop(config: Config, now: float | None = None, publish: Publisher | None = N
     now = time.time() if now is None else now
     root = config.spool
     spool.ensure_layout(root)
-    for sub in ("targets", "locks"):
-        os.makedirs(os.path.join(root, "state", sub), exist_ok=True)
     result = LoopResult()
     housekeeping.sweep(config, now)
     for claim in claims.reclaim(root, now):

@@ -126,3 +126,13 @@ def test_install_without_repositories_says_how(server: GiteaServer):
     assert result.returncode == 1
     assert result.stderr == ("gitea-hf-hook: error: name repositories as OWNER/REPO, or pass --all "
                              "(e.g. gitea-hf-hook uninstall acme/bert)\n")
+
+
+def test_install_creates_a_spool_the_workers_group_can_use(server: GiteaServer):
+    """The hooks run as Gitea's user, the worker as its own user in Gitea's group."""
+    server.write_config(RULE, extra=GROUPS)
+    server.create_repo("acme", "a")
+    assert server.cli("install", "acme/a").returncode == 0
+    for folder in ("", "tmp", "queue", "active", "done", "failed", "state", "state/targets", "state/locks",
+                   "state/cards"):
+        assert (server.spool / folder).stat().st_mode & 0o7777 == 0o2770, folder

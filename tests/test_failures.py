@@ -50,14 +50,18 @@ def test_a_config_error_in_another_repositorys_rule_leaves_this_one_alone(server
     assert clone.push("main").ok
 
 
+def run_hook(clone: Clone, gitea: GiteaServer, hook: str, update: str) -> subprocess.CompletedProcess[str]:
+    """Run one of our installed hooks as Gitea's dispatcher would, with Gitea's environment for alice."""
+    env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
+    return subprocess.run([str(clone.bare / "hooks" / f"{hook}.d" / "hf-publish")], input=update,
+                          capture_output=True, text=True, cwd=clone.bare, env=env)
+
+
 def test_an_internal_error_gives_the_pusher_one_line_and_the_admin_a_traceback(clone: Clone, gitea: GiteaServer):
     new = clone.commit()
     assert clone.push("main").ok
     # Gitea hands the hook an update whose old id the repository does not have: git fails under us.
-    hook = clone.bare / "hooks" / "pre-receive.d" / "hf-publish"
-    env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
-    proc = subprocess.run([str(hook)], input=f"{'1' * 40} {new} refs/heads/main\n", capture_output=True,
-                          text=True, cwd=clone.bare, env=env)
+    proc = run_hook(clone, gitea, "pre-receive", f"{'1' * 40} {new} refs/heads/main\n")
     log = gitea.audit_log.parent / "hook.log"
     assert proc.returncode == 1
     assert proc.stdout == ""
@@ -76,14 +80,11 @@ def test_post_receive_never_fails_a_landed_push_and_logs_why(clone: Clone, gitea
     # The new objects reach the repository as they would during the push; then pre-receive runs for main.
     subprocess.run(["git", "push", "--quiet", str(clone.bare), f"{new}:refs/heads/staging"], cwd=clone.path,
                    check=True, env={**os.environ, "GITEA_INTERNAL_PUSH": "true"})
-    env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
     update = f"{old} {new} refs/heads/main\n"
-    pre = clone.bare / "hooks" / "pre-receive.d" / "hf-publish"
-    assert subprocess.run([str(pre)], input=update, text=True, cwd=clone.bare, env=env).returncode == 0
+    assert run_hook(clone, gitea, "pre-receive", update).returncode == 0
     (gitea.spool / "queue").rename(gitea.spool / "queue-moved")
     (gitea.spool / "queue").write_text("not a folder")
-    post = clone.bare / "hooks" / "post-receive.d" / "hf-publish"
-    proc = subprocess.run([str(post)], input=update, capture_output=True, text=True, cwd=clone.bare, env=env)
+    proc = run_hook(clone, gitea, "post-receive", update)
     log = gitea.audit_log.parent / "hook.log"
     assert proc.returncode == 0
     assert proc.stderr == ("hf-publish: warning: the publish job is not queued yet; the worker will queue it from "
@@ -97,10 +98,7 @@ def test_with_enforce_off_an_internal_error_lets_the_push_through_and_still_prep
     gitea.config_path.write_text(gitea.config_path.read_text() + "enforce: false\n")
     new = clone.commit()
     assert clone.push("main").ok
-    hook = clone.bare / "hooks" / "pre-receive.d" / "hf-publish"
-    env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
-    proc = subprocess.run([str(hook)], input=f"{'1' * 40} {new} refs/heads/main\n", capture_output=True,
-                          text=True, cwd=clone.bare, env=env)
+    proc = run_hook(clone, gitea, "pre-receive", f"{'1' * 40} {new} refs/heads/main\n")
     log = gitea.audit_log.parent / "hook.log"
     assert proc.returncode == 0
     assert proc.stderr == (f"hf-publish: would reject: internal error while checking this push (details for the "

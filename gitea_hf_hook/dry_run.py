@@ -34,17 +34,16 @@ def dry_run(config: Config, repo: str, ref: str, rev: str | None, user: str, *, 
         raise HookError(f"{repo}: no repository at {path}", "check the name and gitea.repo_root in the config")
     os.chdir(path)
     ref, current = _resolve_ref(ref)
-    zero = "0" * 40
     if rev is None:
         if current is None:
             raise HookError(f"{ref} does not exist in {repo}", "name an existing ref, or give a REV to check")
         # The ref's tip as if pushed for the first time: every file is checked.
-        update = Update(zero, current, ref)
+        update = Update("0" * len(current), current, ref)
     else:
         out = git.run("rev-parse", "--verify", "--quiet", rev, ok_codes=(0, 1)).stdout.decode().strip()
         if not out:
             raise HookError(f"{rev}: no such revision in {repo}", "give a commit id, branch or tag of that repository")
-        update = Update(current or zero, out, ref)
+        update = Update(current or "0" * len(out), out, ref)
     push = Push(owner=owner, name=name, is_wiki=False, repo_id="", pusher=user, pusher_id="",
                 deploy_key_id="dry-run" if deploy_key else "", trigger=PR_MERGE if pr_merge else "", pr_id="",
                 internal=False, root_url=config.gitea_url, push_options=())

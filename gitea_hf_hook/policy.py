@@ -128,18 +128,19 @@ def check_ref(verdict: Verdict, peeled: tuple[str, str] | None, branch_tips: dic
     return []
 
 
-def _publishing_tips(rule: RepoRule, updates: list[Update]) -> dict[str, str]:
-    """Tips of the publishing branches as they will be if this push lands."""
+def _publishing_tips(push: Push, verdicts: list[Verdict]) -> dict[str, str]:
+    """Tips of the publishing branches as they will be if this push lands (its branch verdicts included)."""
     from . import git
 
+    rule = verdicts[0].rule
     tips = {ref: oid for ref, oid in git.refs("refs/heads/").items()
-            if rule.target("", "", ref) is not None}
-    for update in updates:
-        if update.ref.startswith("refs/heads/") and rule.target("", "", update.ref) is not None:
-            if update.deleted:
-                tips.pop(update.ref, None)
+            if rule.target(push.owner, push.name, ref) is not None}
+    for verdict in verdicts:
+        if verdict.target.kind == "branch":
+            if verdict.update.deleted:
+                tips.pop(verdict.update.ref, None)
             else:
-                tips[update.ref] = update.new
+                tips[verdict.update.ref] = verdict.update.new
     return tips
 
 
@@ -159,7 +160,7 @@ def evaluate(config: Config, push: Push, updates: list[Update]) -> list[Verdict]
         peeled.update(zip((v.update.new for v in tags), git.object_info([f"{v.update.new}^{{}}" for v in tags])))
     verdicts = [v._replace(commit=peeled[v.update.new][0]) if peeled.get(v.update.new) else v for v in verdicts]
     live = [v for v in verdicts if not v.update.deleted]
-    tips = _publishing_tips(verdicts[0].rule, updates) if any(v.target.kind == "tag" for v in live) else {}
+    tips = _publishing_tips(push, verdicts) if any(v.target.kind == "tag" for v in live) else {}
     # No push may land that post-receive could not queue.
     spool_problem = writable_problem(config.spool)
     for verdict in verdicts:

@@ -21,6 +21,13 @@ TOKEN = Hub.token
 READ_TOKEN = Hub.read_token
 HUB_GITATTRIBUTES = DEFAULT_GITATTRIBUTES.encode()
 CHECKS = "    checks: {model_card: false, pickle: allow, safetensors: false, json: false, secrets: false}\n"
+# acme/* publishes to acme/<name> for alice, with v* tags; the push-time checks are tested elsewhere.
+RULE = """\
+  - match: acme/*
+    hub_repo: acme/{name}
+    publishers: [alice]
+    tags: "v*"
+""" + CHECKS
 
 
 def configure(server: GiteaServer, hub: Hub, repos_yaml: str, *, token: str = TOKEN, worker: str = "",

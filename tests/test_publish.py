@@ -20,15 +20,9 @@ from gitea_hf_hook.errors import PublishError
 from gitea_hf_hook.publish import publish
 from tests.gitea_server import GiteaServer
 from tests.hub import Hub
-from tests.publish_helpers import (CHECKS, HUB_GITATTRIBUTES, READ_TOKEN, TOKEN, configure, git_files,
+from tests.publish_helpers import (HUB_GITATTRIBUTES, READ_TOKEN, RULE, TOKEN, configure, git_files,
                                    lfs_store_object, take_job, tree_text)
 
-RULE = """\
-  - match: acme/*
-    hub_repo: acme/{name}
-    publishers: [alice]
-    tags: "v*"
-""" + CHECKS
 CARD = "---\nlicense: mit\n---\n# tiny model\n"
 WEIGHTS = bytes(range(256)) * 64          # 16 KiB of binary: stored as LFS on the Hub
 VOCAB = bytes(range(200, 256)) * 4        # binary, regular in git

@@ -192,3 +192,13 @@ def test_a_push_is_refused_when_the_publish_queue_cannot_take_it(clone: Clone, g
                                      "(it creates the spool))"]
     assert subprocess.run(["git", "rev-parse", "--verify", "--quiet", "refs/heads/main"], cwd=clone.bare,
                           capture_output=True).returncode == 1
+
+
+def test_a_huge_readme_is_refused_without_being_parsed(clone: Clone):
+    clone.commit({"README.md": "---\nlicense: mit\n---\n" + "x" * (11 * 1024 * 1024)})
+    assert clone.push("main").remote == [
+        HEADER,
+        "  README.md: 11.0 MiB is too large for a model card (keep README.md small)",
+        "  README.md: 11.0 MiB is over the 10 MiB limit for files outside Git LFS (git lfs track \"*.md\", then git "
+        "lfs migrate import --include=\"README.md\")",
+    ]

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import CARD, GROUPS, RULE  # noqa: E402
-from tests.gitea_server import Clone, GiteaServer, gitea_env  # noqa: E402
+from tests.support.rules import CARD, GROUPS, RULE  # noqa: E402
+from tests.support.gitea_server import Clone, GiteaServer, gitea_env  # noqa: E402
 
 
 def timed_push(clone: Clone, *refspecs: str) -> float:

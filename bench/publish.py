@@ -11,7 +11,7 @@ checked-out tree with the LFS content materialised on disk, uploaded with ``HfAp
    ``git push`` and published by the worker, and ``upload_folder`` of the edited checkout to the Hub
    repository that holds the previous version.
 3. Drain: ``--jobs`` queued jobs over ``--repos`` repositories (real git commits, jobs queued as post-receive
-   queues them) drained by ``worker.run(once=True, workers=N)``: Hub commits made and jobs per second.
+   queues them) drained by ``service.run(once=True, workers=N)``: Hub commits made and jobs per second.
 
 Bytes read are the ``rchar`` delta of ``/proc/self/io`` around each call (both sides run in this process):
 every byte read(2) returned, from files, pipes (git's answers to the worker) and sockets (the emulator's answers,
@@ -57,13 +57,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import huggingface_hub.hf_api  # noqa: E402
 
 # A running worker has these imported already: keep import time (and .pyc reads) out of the timings.
-import gitea_hf_hook.hubclient  # noqa: E402, F401
-import gitea_hf_hook.publish  # noqa: E402, F401
-from gitea_hf_hook import spool, worker  # noqa: E402
-from gitea_hf_hook.config import Config  # noqa: E402
-from tests.gitea_server import Clone, GiteaServer, lfs_pointer  # noqa: E402
-from tests.hub import Hub  # noqa: E402
-from tests.publish_helpers import CHECKS, configure  # noqa: E402
+import gitea_hf_hook.worker.hub_client  # noqa: E402, F401
+import gitea_hf_hook.worker.publish  # noqa: E402, F401
+from gitea_hf_hook.config.model import Target  # noqa: E402
+from gitea_hf_hook.spool import layout as spool  # noqa: E402
+from gitea_hf_hook.spool.job import Job, PushRecord, Request, new_id  # noqa: E402
+from gitea_hf_hook.spool.state import TargetState, target_key  # noqa: E402
+from gitea_hf_hook.worker import loop as worker  # noqa: E402
+from gitea_hf_hook.worker import service  # noqa: E402
+from gitea_hf_hook.config.model import Config  # noqa: E402
+from tests.support.gitea_server import Clone, GiteaServer, lfs_pointer  # noqa: E402
+from tests.support.hub import Hub  # noqa: E402
+from tests.support.publishing import CHECKS, configure  # noqa: E402
 
 MiB = 1024 * 1024
 RULE = "  - match: acme/*\n    hub_repo: acme/{name}\n    publishers: [alice]\n" + CHECKS
@@ -140,8 +145,8 @@ def hub_listing(hub: Hub, repo_id: str) -> dict[str, tuple[int, str]]:
     return {f.path: (f.size, f.lfs.sha256 if f.lfs else f.blob_id) for f in listing if hasattr(f, "blob_id")}
 
 
-def publish_state(config: Config, repo_id: str) -> dict[str, Any]:
-    key = worker.target_key({"hub_repo": repo_id, "repo_type": "model", "kind": "branch", "revision": "main"})
+def publish_state(config: Config, repo_id: str) -> TargetState:
+    key = target_key(Target(repo_id, "model", "branch", "main", "main"))
     state = worker.read_state(config.spool, key)
     assert state is not None, f"the worker has no state for {repo_id}"
     return state
@@ -187,7 +192,7 @@ def weights_side(base: Path, hub_w: Hub, hub_ci: Hub, weights_mb: int, files: in
     footprint = 2 * weights_mb * MiB + 256 * MiB
     first_w = Measure(hub_w, lambda: run_worker_once(config), footprint)
     first_ci = Measure(hub_ci, lambda: baseline("Add bench-llm"), footprint)
-    assert publish_state(config, "acme/llm")["mode"] == "full"
+    assert publish_state(config, "acme/llm").result.mode == "full"
 
     # One measurement of a 15 ms call is at the mercy of the scheduler: take the median of several edits.
     inc_w_runs, inc_ci_runs = [], []
@@ -200,7 +205,7 @@ def weights_side(base: Path, hub_w: Hub, hub_ci: Hub, weights_mb: int, files: in
         inc_ci_runs.append(Measure(hub_ci, lambda i=i: baseline(f"Set rope_theta ({i + 1})"), 256 * MiB))
     inc_w, inc_ci = median_run(inc_w_runs), median_run(inc_ci_runs)
     state = publish_state(config, "acme/llm")
-    assert (state["mode"], state["uploaded"]) == ("incremental", 1), state
+    assert (state.result.mode, state.result.uploaded) == ("incremental", 1), state
     worker_files, ci_files = hub_listing(hub_w, "acme/llm"), hub_listing(hub_ci, "acme/llm-ci")
     if worker_files != ci_files:
         raise SystemExit(f"the two Hub repositories differ:\n{worker_files}\n{ci_files}")
@@ -242,7 +247,7 @@ def make_history(server: GiteaServer, name: str, commits: int, start: int) -> li
 
 
 def queue_jobs(server: GiteaServer, config: Config, hub: Hub, jobs: int, repos: int) -> None:
-    """``jobs`` jobs over ``repos`` repositories, as post-receive queues them (queueing.job_for's format)."""
+    """``jobs`` jobs over ``repos`` repositories, as post-receive queues them (push.jobs.job_for's format)."""
     per_repo = jobs // repos
     histories = {f"drain-{r:03d}": make_history(server, f"drain-{r:03d}", per_repo, 1_700_000_000)
                  for r in range(repos)}
@@ -250,16 +255,11 @@ def queue_jobs(server: GiteaServer, config: Config, hub: Hub, jobs: int, repos: 
     for i in range(per_repo):  # pushes to different repositories interleave in time
         for r, (name, commits) in enumerate(histories.items()):
             created += 0.001
-            spool.enqueue(config.spool, {
-                "id": spool.new_job_id(created), "created": created,
-                "repo_dir": str(server.repo_root / "acme" / f"{name}.git"),
-                "gitea": {"owner": "acme", "name": name, "repo_id": str(100 + r), "pusher": "alice",
-                          "pusher_id": "2", "deploy_key_id": "", "trigger": "", "pr_id": "0"},
-                "ref": "refs/heads/main", "old": commits[i - 1] if i else ZERO, "new": commits[i],
-                "commit": commits[i],
-                "target": {"hub_repo": f"acme/{name}", "repo_type": "model", "kind": "branch", "name": "main",
-                           "revision": "main", "url": f"{hub.url}/acme/{name}"},
-                "attempts": 0, "not_before": 0})
+            pushed = PushRecord("acme", name, str(100 + r), "alice", "2", "", "", "0")
+            request = Request(repository=f"acme/{name}", repo_dir=str(server.repo_root / "acme" / f"{name}.git"),
+                              ref="refs/heads/main", old=commits[i - 1] if i else ZERO, new=commits[i],
+                              commit=commits[i], target=Target(f"acme/{name}", "model", "branch", "main", "main"))
+            spool.enqueue(config.spool, Job(id=new_id(created), created=created, pushed=pushed, request=request))
 
 
 @contextmanager
@@ -287,7 +287,7 @@ def drain_side(base: Path, config: Config, hub: Hub, jobs: int, repos: int, work
     log = base / "worker.log"
     start = time.perf_counter()
     with stderr_to(log):
-        status = worker.run(config, once=True, workers=workers)
+        status = service.run(config, once=True, workers=workers)
     seconds = time.perf_counter() - start
     per_repo = {repo: n - commits_before.get(repo, 0) for repo, n in hub.stats()["commits"].items()}
     commits = sum(per_repo.values())

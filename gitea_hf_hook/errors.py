@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class HookError(Exception):
-    """Root of every user-facing failure: what happened, and how to fix or override it."""
+    """Root of every user-facing failure of gitea-hf-hook, hooks, worker and commands alike: what happened, and
+    how to fix or override it. The command line prints ``str(error)`` as one line and exits 1."""
 
     exit_code = 1
 
@@ -27,6 +28,10 @@ class GitError(HookError):
 
 class SpoolError(HookError):
     """The spool cannot take or hand out a job."""
+
+
+class JobError(SpoolError):
+    """A job or state file that does not parse: the message names the file and the field."""
 
 
 class PublishError(HookError):

@@ -20,8 +20,9 @@ os.environ.pop("HF_ENDPOINT", None)
 import pytest  # noqa: E402
 from huggingface_hub import constants  # noqa: E402
 
-from tests.gitea_server import Clone, GiteaServer  # noqa: E402
-from tests.hub import Hub  # noqa: E402
+from tests.support.gitea_server import Clone, GiteaServer  # noqa: E402
+from tests.support.hub import Hub  # noqa: E402
+from tests.support.rules import CARD, GROUPS, RULE  # noqa: E402
 
 # A plugin may have imported huggingface_hub before this conftest ran; the upload path re-reads this constant
 # on every call, so pinning it keeps the tests on Git LFS whatever the import order.
@@ -51,22 +52,6 @@ def _isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def server(tmp_path: Path) -> GiteaServer:
     return GiteaServer(tmp_path)
-
-
-RULE = """\
-  - match: acme/*
-    hub_repo: acme/{name}
-    branches: {main: main}
-    tags: "v*"
-    publishers: [alice, "@ml-release"]
-    checks:
-      model_card:
-        required: [license]
-        licenses: [apache-2.0, mit]
-      forbid: ["*.env", "id_rsa*"]
-"""
-GROUPS = "groups:\n  ml-release: [bob]\n"
-CARD = "---\nlicense: apache-2.0\n---\n# bert-tiny\n"
 
 
 @pytest.fixture

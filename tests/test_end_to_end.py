@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from gitea_hf_hook import worker
-from gitea_hf_hook.config import Config
-from tests.gitea_server import CLI, Clone, GiteaServer
-from tests.hub import Hub
-from tests.publish_helpers import RULE, TOKEN, configure, git_files, tree_text
+from gitea_hf_hook.spool.job import Job, parse
+from gitea_hf_hook.worker import loop as worker
+from gitea_hf_hook.config.model import Config
+from tests.support.gitea_server import CLI, Clone, GiteaServer
+from tests.support.hub import Hub
+from tests.support.publishing import RULE, TOKEN, configure, git_files, tree_text
 
 CARD = "---\nlicense: mit\n---\n# bert-tiny\n"
 _names = itertools.count()
@@ -55,8 +56,8 @@ class Site:
     def hub_commits(self) -> list[str]:
         return [c.title for c in self.hub.api().list_repo_commits(self.repo_id)]
 
-    def jobs(self, folder: str) -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted((self.server.spool / folder).glob("*.json"))]
+    def jobs(self, folder: str) -> list[Job]:
+        return [parse(p.name, p.read_bytes()) for p in sorted((self.server.spool / folder).glob("*.json"))]
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_a_push_appears_on_the_hub_byte_for_byte(site: Site):
     assert on_hub == git_files(site.clone.bare, commit, site.server.lfs_root)
     assert site.hub_commits()[0] == "Add bert-tiny"
     [job] = site.jobs("done")
-    assert job["outcome"] == "published" and job["commit"] == commit
+    assert job.outcome is not None and job.outcome.state == "published" and job.commit == commit
     assert site.jobs("queue") == [] and site.jobs("active") == []
 
 
@@ -89,15 +90,15 @@ def test_a_release_tag_pushed_with_its_branch_is_on_the_hub_after_one_pass(site:
     [tag] = refs.tags
     [main] = [b for b in refs.branches if b.name == "main"]
     assert (tag.name, tag.target_commit) == ("v1.0", main.target_commit)
-    assert sorted(job["outcome"] for job in site.jobs("done")) == ["published", "published"]
-    assert {job["commit"] for job in site.jobs("done")} == {commit}
+    assert sorted(job.outcome.state for job in site.jobs("done") if job.outcome) == ["published", "published"]
+    assert {job.commit for job in site.jobs("done")} == {commit}
 
 
 def test_twenty_quick_pushes_become_one_hub_commit(site: Site):
     site.push({"README.md": CARD}, message="card")
     assert site.worker_command("--once").returncode == 0
     before = site.hub_commits()
-    earlier = {job["id"] for job in site.jobs("done")}
+    earlier = {job.id for job in site.jobs("done")}
     last = ""
     for i in range(20):
         last = site.push({"step.txt": f"{i}\n"}, message=f"step {i}")
@@ -105,7 +106,7 @@ def test_twenty_quick_pushes_become_one_hub_commit(site: Site):
     assert site.worker_command("--once").returncode == 0
     assert site.hub_commits() == ["step 19"] + before
     assert site.hub_files()["step.txt"] == b"19\n"
-    outcomes = [(job["outcome"], job["commit"]) for job in site.jobs("done") if job["id"] not in earlier]
+    outcomes = [(job.outcome.state if job.outcome else None, job.commit) for job in site.jobs("done") if job.id not in earlier]
     published = [commit for outcome, commit in outcomes if outcome == "published"]
     assert published == [last]
     assert [outcome for outcome, _ in outcomes].count("superseded") == 19
@@ -118,15 +119,15 @@ def test_hub_outages_are_retried_on_the_worker_clock(site: Site):
     first = worker.loop(site.config, now=t0)
     assert first.retried and not first.published
     [job] = site.jobs("queue")
-    assert job["attempts"] == 1 and t0 + 15 <= job["not_before"] <= t0 + 45  # 30 s backoff, with jitter
-    assert "503" in job["errors"][-1]["message"]
+    assert job.attempts == 1 and t0 + 15 <= job.not_before <= t0 + 45  # 30 s backoff, with jitter
+    assert "503" in job.errors[-1].message
     assert not worker.loop(site.config, now=t0 + 10).worked  # not due yet
     site.hub.fault(method="POST", path="/preupload/", status=429, retry_after=600, times=1)
-    second = worker.loop(site.config, now=job["not_before"])
+    second = worker.loop(site.config, now=job.not_before)
     assert second.retried
     [job] = site.jobs("queue")
-    assert job["not_before"] >= t0 + 600  # the Hub's Retry-After wins over the shorter backoff
-    third = worker.loop(site.config, now=job["not_before"])
+    assert job.not_before >= t0 + 600  # the Hub's Retry-After wins over the shorter backoff
+    third = worker.loop(site.config, now=job.not_before)
     assert third.published and site.hub_files()["README.md"] == CARD.encode()
 
 
@@ -136,9 +137,9 @@ def test_a_refused_token_is_dead_lettered_with_the_hubs_reason(site: Site):
     result = worker.loop(site.config, now=2_000_000.0)
     assert result.failed
     [job] = site.jobs("failed")
-    assert job["attempts"] == 1
-    assert "403" in job["errors"][-1]["message"]
-    shown = subprocess.run([*CLI, "--config", str(site.server.config_path), "queue", "show", job["id"]],
+    assert job.attempts == 1
+    assert "403" in job.errors[-1].message
+    shown = subprocess.run([*CLI, "--config", str(site.server.config_path), "queue", "show", job.id],
                            capture_output=True, text=True)
     assert "403" in shown.stdout
 

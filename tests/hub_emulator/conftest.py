@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub import Hub
+from tests.support.hub import Hub
 
 StartEmulator = Callable[..., Hub]
 

@@ -17,7 +17,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, RepoFile,
 from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError
 
 if TYPE_CHECKING:
-    from tests.hub import Hub
+    from tests.support.hub import Hub
 
 MiB = 1024 * 1024
 

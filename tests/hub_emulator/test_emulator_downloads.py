@@ -14,7 +14,7 @@ from huggingface_hub import CommitOperationAdd, get_hf_file_metadata, hf_hub_dow
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 if TYPE_CHECKING:
-    from tests.hub import Hub
+    from tests.support.hub import Hub
 
 FILES = {
     "README.md": b"# card\n",

@@ -14,7 +14,7 @@ from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 if TYPE_CHECKING:
-    from tests.hub import Hub
+    from tests.support.hub import Hub
     from tests.hub_emulator.conftest import StartEmulator
 
 

@@ -9,7 +9,7 @@ from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 if TYPE_CHECKING:
-    from tests.hub import Hub
+    from tests.support.hub import Hub
 
 
 def test_whoami_names_the_token_owner(clean_hub: Hub) -> None:

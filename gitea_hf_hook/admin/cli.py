@@ -1,0 +1,234 @@
+"""The ``gitea-hf-hook`` command, for admins and operators. The installed hooks never import it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from ..config.load import load
+from ..config.model import Config, config_path
+from ..errors import HookError
+from .errors import report
+
+
+def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Every failure as one line on standard error (see :mod:`.errors`), never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to one line and an exit code
+            line, code = report(exc)
+            click.echo(line, err=True)
+            sys.exit(code)
+
+    return wrapper
+
+
+def _config(ctx: click.Context) -> Config:
+    return load(config_path(ctx.obj["config"]))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", metavar="PATH",
+              help="Config file [default: $GITEA_HF_HOOK_CONFIG, else /etc/gitea-hf-hook/config.yaml].")
+@click.version_option(package_name="gitea-hf-hook")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
+    """Publish Gitea repositories to the Hugging Face Hub from server-side git hooks."""
+    ctx.obj = {"config": config_file}
+
+
+def _hooks_command(verb: str, help_text: str) -> None:
+    """``install`` and ``uninstall``: the same arguments, a different action on each repository."""
+
+    @cli.command(name=verb, help=help_text)
+    @click.option("--all", "every", is_flag=True, help="Every repository under gitea.repo_root.")
+    @click.argument("repos", nargs=-1, metavar="[OWNER/REPO]...")
+    @click.pass_context
+    @_errors
+    def command(ctx: click.Context, every: bool, repos: tuple[str, ...]) -> None:
+        from . import install as installer
+
+        config = _config(ctx)
+        if not every and not repos:
+            raise HookError("name repositories as OWNER/REPO, or pass --all", f"e.g. gitea-hf-hook {verb} acme/bert")
+        action = installer.install if verb == "install" else installer.uninstall
+        for line in action(config, installer.repositories(config, repos, every)):
+            click.echo(line)
+
+
+_hooks_command("install", "Install the pre-receive and post-receive hooks into repositories.")
+_hooks_command("uninstall", "Remove our hooks from repositories; Gitea's own hooks are left alone.")
+
+
+@cli.command()
+@click.argument("repo", metavar="OWNER/REPO")
+@click.argument("ref")
+@click.argument("rev", required=False)
+@click.option("--user", required=True, help="Gitea user name to check as.")
+@click.option("--deploy-key", is_flag=True, help="Check as a push by a deploy key.")
+@click.option("--pr-merge", is_flag=True, help="Check as the merge of a pull request in Gitea.")
+@click.pass_context
+@_errors
+def check(ctx: click.Context, repo: str, ref: str, rev: str | None, user: str, deploy_key: bool,
+          pr_merge: bool) -> None:
+    """Dry-run the push-time policy: would pushing REV (default: REF's tip) to REF be accepted?
+
+    Prints exactly what a pusher would see and exits as the hook would.
+    """
+    from .check import dry_run
+
+    config = _config(ctx)
+    lines, code = dry_run(config, repo, ref, rev, user, deploy_key=deploy_key, pr_merge=pr_merge)
+    for line in lines:
+        click.echo(line)
+    sys.exit(code)
+
+
+
+# --- worker and queue -------------------------------------------------------------------------------------------
+
+def _echo_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Publish every job that is due, then exit.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
+              help="Worker processes draining the spool together.")
+@click.pass_context
+@_errors
+def worker(ctx: click.Context, once: bool, workers: int) -> None:
+    """Publish queued jobs to the Hub until SIGTERM or SIGINT (exit 0), or with --once until none is due."""
+    from ..worker import service
+
+    sys.exit(service.run(_config(ctx), once=once, workers=workers))
+
+
+@cli.group()
+def queue() -> None:
+    """Inspect and manage the publish queue."""
+
+
+@queue.command("list")
+@click.option("--all", "every", is_flag=True, help="Include done jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_list(ctx: click.Context, every: bool, as_json: bool) -> None:
+    """List queued, active and failed jobs."""
+    import time
+
+    from . import queue as qs
+
+    folders = ("queue", "active", "failed", "done") if every else ("queue", "active", "failed")
+    found, now = qs.entries(_config(ctx).spool, folders), time.time()
+    if as_json:
+        _echo_json([qs.summary(e, now) for e in found])
+    else:
+        for line in qs.format_list(found, now):
+            click.echo(line)
+
+
+@queue.command("show")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_show(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Show one job: its target, commit, attempts and error history."""
+    import time
+
+    from . import queue as qs
+
+    entry = qs.find(_config(ctx).spool, job_id)
+    if as_json:
+        _echo_json(qs.detail(entry))
+    else:
+        for line in qs.format_show(entry, time.time()):
+            click.echo(line)
+
+
+@queue.command("retry")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_retry(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Queue a failed job again, due at once, with its attempts reset."""
+    import time
+
+    from . import queue as qs
+
+    job = qs.retry(_config(ctx).spool, job_id, time.time())
+    if as_json:
+        _echo_json({"id": job.id, "state": "queued"})
+    else:
+        click.echo(f"job {job.id} queued again: {job.target.label} {job.commit[:7]}")
+
+
+@queue.command("purge")
+@click.option("--failed", is_flag=True, help="Also delete failed jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_purge(ctx: click.Context, failed: bool, as_json: bool) -> None:
+    """Delete done jobs (and with --failed, failed jobs)."""
+    from . import queue as qs
+
+    counts = qs.purge(_config(ctx).spool, failed=failed)
+    if as_json:
+        _echo_json(counts)
+    else:
+        click.echo("deleted " + " and ".join(f"{n} {folder} job{'' if n == 1 else 's'}" for folder, n in counts.items()))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Queue depth and age, active jobs and their workers, failures and the done count."""
+    import time
+
+    from . import queue as qs
+
+    data = qs.status(_config(ctx).spool, time.time())
+    if as_json:
+        _echo_json(data)
+    else:
+        for line in qs.format_status(data):
+            click.echo(line)
+
+
+@cli.command("hub-emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=0, show_default=True, help="Port to bind; 0 picks a free one.")
+@click.option("--data", "data_dir", required=True, metavar="DIR", help="Data directory, kept across restarts.")
+@click.option("--token", "tokens", multiple=True, required=True, metavar="[USER=]TOKEN[:read]",
+              help="Accepted token (repeatable); a bare token belongs to user 'emulator'.")
+@_errors
+def hub_emulator(host: str, port: int, data_dir: str, tokens: tuple[str, ...]) -> None:
+    """Run the local Hugging Face Hub emulator (for tests and trials) until SIGTERM or SIGINT."""
+    from ..hub_emulator import serve
+
+    try:
+        serve(host, port, data_dir, list(tokens))
+    except (ValueError, OSError) as exc:
+        # The emulator's ValueErrors never quote a token (hub_emulator.auth.parse_token_spec).
+        raise HookError(f"the Hub emulator could not start: {exc}", "check --host, --port, --data and --token") from None
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="gitea-hf-hook")

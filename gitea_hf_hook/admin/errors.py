@@ -1,0 +1,47 @@
+"""The command line's one error handler: a known failure is one line and exit 1; anything else is one line
+naming the log file that holds the traceback, and exit 3."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import traceback
+
+from ..errors import HookError
+from ..redact import redact
+
+UNEXPECTED = 3
+
+
+def log_file() -> str:
+    """Where unexpected failures are written: the user's cache folder, else the temporary folder."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "gitea-hf-hook", "cli.log")
+
+
+def _log(exc: BaseException) -> str:
+    record = (f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} pid {os.getpid()}\n"
+              + redact("".join(traceback.format_exception(exc))))
+    for path in (log_file(), os.path.join(tempfile.gettempdir(), f"gitea-hf-hook-{os.getuid()}.log")):
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(record)
+            return path
+        except OSError:
+            continue
+    return "no log: neither the cache folder nor the temporary folder is writable"
+
+
+def report(exc: BaseException) -> tuple[str, int]:
+    """The line to print for ``exc`` and the exit code."""
+    if isinstance(exc, HookError):
+        return f"gitea-hf-hook: error: {exc}", exc.exit_code
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"gitea-hf-hook: error: {where}{exc.strerror}", 1
+    where = _log(exc)
+    return (f"gitea-hf-hook: internal error: {type(exc).__name__} (the traceback is in {where}; "
+            "please report it)", UNEXPECTED)

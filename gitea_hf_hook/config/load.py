@@ -1,0 +1,78 @@
+"""Loading the config fast enough for every push: from a JSON cache of the validated file when it did not change.
+
+Validation lives in :mod:`.schema` and needs PyYAML, which costs a push about 10 ms to import. So :func:`load`
+keeps the validated config as JSON in a cache keyed by the file's identity (:mod:`.cache`), and a push whose
+config did not change never imports PyYAML for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError
+from . import cache
+from .model import ENV_VAR, CardRule, Checks, Config, RepoRule, WorkerSettings
+
+
+def _read(path: str) -> Config:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file",
+                          f"create it, or point --config or ${ENV_VAR} at one") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})",
+                          "make it readable by the user Gitea runs as") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})", "save it as UTF-8") from None
+    from .schema import parse
+
+    return parse(path, text)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def to_json(config: Config) -> dict[str, Any]:
+    """The config as plain JSON data (NamedTuples become objects, tuples lists)."""
+    def plain(value: Any) -> Any:
+        if hasattr(value, "_asdict"):
+            return {k: plain(v) for k, v in value._asdict().items()}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(config)
+
+
+def from_json(data: dict[str, Any]) -> Config:
+    """The inverse of ``to_json``."""
+    repos = []
+    for rule in data["repos"]:
+        checks = dict(rule["checks"])
+        card = checks["model_card"]
+        checks["model_card"] = None if card is None else CardRule(**{k: _tuples(v) for k, v in card.items()})
+        checks["forbid"] = _tuples(checks["forbid"])
+        fields = {k: _tuples(v) for k, v in rule.items() if k != "checks"}
+        repos.append(RepoRule(**fields, checks=Checks(**checks)))
+    return Config(**{**data, "repos": tuple(repos), "worker": WorkerSettings(**data["worker"]),
+                     "groups": {k: tuple(v) for k, v in data["groups"].items()}})
+
+
+def load(path: str) -> Config:
+    """Read and validate the config file at ``path``, from the cache when the file has not changed."""
+    cached = cache.read(path)
+    if cached is not None:
+        try:
+            return from_json(cached)
+        except (KeyError, TypeError):
+            pass  # written by another version: validate afresh
+    config = _read(path)
+    cache.write(path, to_json(config))
+    return config

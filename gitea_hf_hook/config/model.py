@@ -1,0 +1,175 @@
+"""The configuration as typed records: the rules it describes, and the names derived from them.
+
+Reading the file is :mod:`.load`'s job and validating it :mod:`.schema`'s; this module holds only the records,
+so every layer can name them without paying for YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, NamedTuple
+
+from .globs import compile_name_glob, compile_path_glob
+
+DEFAULT_PATH = "/etc/gitea-hf-hook/config.yaml"
+ENV_VAR = "GITEA_HF_HOOK_CONFIG"
+HINT = "fix config.yaml; README.md lists every key"
+REPO_TYPES = ("model", "dataset", "space")
+PICKLE_MODES = ("deny", "allowlist", "allow")
+SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
+HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}\Z")
+# How the Hub spells a repository in URLs and API paths, by type.
+_URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+
+
+def hub_repo_path(repo_type: str, hub_repo: str) -> str:
+    """``acme/bert``, ``datasets/acme/corpus`` or ``spaces/acme/demo``: the repository as the Hub's URLs name it."""
+    return _URL_PREFIX.get(repo_type, f"{repo_type}s/") + hub_repo
+
+
+class CardRule(NamedTuple):
+    """What the model card (README.md front matter) must hold."""
+
+    required: tuple[str, ...] = ()
+    licenses: tuple[str, ...] = ()
+    metrics: tuple[tuple[str, str, float], ...] = ()  # (metric, operator, threshold)
+
+
+class Checks(NamedTuple):
+    """Content checks applied to what a push would publish."""
+
+    model_card: CardRule | None = CardRule()
+    max_blob_mb: float = 10.0
+    lfs_objects: bool = True
+    pickle: str = "deny"
+    safetensors: bool = True
+    json: bool = True
+    secrets: bool = True
+    forbid: tuple[str, ...] = ()
+
+
+class Target(NamedTuple):
+    """Where one git ref publishes: a Hub repository and a Hub branch or tag."""
+
+    hub_repo: str
+    repo_type: str
+    kind: str  # "branch" or "tag"
+    name: str  # the git branch or tag name
+    revision: str  # the Hub branch, or the Hub tag
+
+    @property
+    def repo_path(self) -> str:
+        """The Hub repository with its type prefix, as in its URL."""
+        return hub_repo_path(self.repo_type, self.hub_repo)
+
+    @property
+    def label(self) -> str:
+        """``datasets/acme/corpus branch main``: how logs and the queue commands name the target."""
+        return f"{self.repo_path} {self.kind} {self.revision}"
+
+    def url(self, endpoint: str) -> str:
+        return f"{endpoint}/{self.repo_path}"
+
+    def describe(self, endpoint: str) -> str:
+        """How a pusher reads the target: its URL, then the Hub branch or tag."""
+        return f"{self.url(endpoint)} ({self.kind} {self.revision})"
+
+
+class RepoRule(NamedTuple):
+    """One entry of ``repos``: which Gitea repositories publish where, by whom, and under which checks."""
+
+    position: int  # in the repos list, for messages
+    match: str
+    hub_repo: str = "{owner}/{name}"
+    repo_type: str = "model"
+    space_sdk: str | None = None
+    private: bool = True
+    create: bool = True
+    branches: tuple[tuple[str, str], ...] = (("main", "main"),)
+    tags: tuple[str, ...] = ()
+    publishers: tuple[str, ...] = ()
+    require_merge: bool = False
+    allow_deploy_keys: bool = False
+    allow_force_push: bool = False
+    allow_delete: bool = False
+    subdir: str = ""
+    include: tuple[str, ...] = ("**",)
+    exclude: tuple[str, ...] = ()
+    delete_missing: bool = True
+    checks: Checks = Checks()
+
+    def matches(self, full_name: str) -> bool:
+        return compile_name_glob(self.match, ignore_case=True).match(full_name) is not None
+
+    def hub_repo_for(self, owner: str, name: str) -> str:
+        return self.hub_repo.format(owner=owner, name=name)
+
+    def target(self, owner: str, name: str, ref: str) -> Target | None:
+        """The Hub target of a git ref, or None when the ref does not publish."""
+        if ref.startswith("refs/heads/"):
+            branch = ref[len("refs/heads/"):]
+            for pattern, revision in self.branches:
+                if compile_name_glob(pattern).match(branch):
+                    return Target(self.hub_repo_for(owner, name), self.repo_type, "branch", branch,
+                                  revision.format(branch=branch))
+        elif ref.startswith("refs/tags/"):
+            tag = ref[len("refs/tags/"):]
+            if any(compile_name_glob(p).match(tag) for p in self.tags):
+                return Target(self.hub_repo_for(owner, name), self.repo_type, "tag", tag, tag)
+        return None
+
+    def publishes(self, path: str) -> bool:
+        """Whether a path relative to ``subdir`` is published under ``include`` and ``exclude``."""
+        return (any(compile_path_glob(p).match(path) for p in self.include)
+                and not any(compile_path_glob(p).match(path) for p in self.exclude))
+
+
+class WorkerSettings(NamedTuple):
+    """How the worker retries, batches and keeps its history."""
+
+    max_attempts: int = 8
+    max_age_hours: float = 24.0
+    backoff_seconds: float = 10.0
+    backoff_max_seconds: float = 900.0
+    timeout_seconds: float = 60.0
+    max_files_per_commit: int = 5000
+    keep_done_days: float = 14.0
+
+
+class Config(NamedTuple):
+    """The validated configuration."""
+
+    path: str
+    repo_root: str
+    lfs_root: str = "/var/lib/gitea/data/lfs"
+    gitea_url: str = ""
+    gitea_token_file: str = ""
+    hub_endpoint: str = "https://huggingface.co"
+    hub_tokens: dict[str, str] = {}  # never mutated
+    hub_xet: str = "auto"
+    spool: str = "/var/lib/gitea-hf-hook/spool"
+    audit_log: str = "/var/lib/gitea-hf-hook/audit.jsonl"
+    log_file: str = ""
+    enforce: bool = True
+    groups: dict[str, tuple[str, ...]] = {}  # never mutated
+    repos: tuple[RepoRule, ...] = ()
+    worker: WorkerSettings = WorkerSettings()
+
+    def rule_for(self, full_name: str) -> RepoRule | None:
+        """The first ``repos`` entry whose ``match`` fits ``owner/name``."""
+        for rule in self.repos:
+            if rule.matches(full_name):
+                return rule
+        return None
+
+    @property
+    def hook_log(self) -> str:
+        return self.log_file or os.path.join(os.path.dirname(self.audit_log) or ".", "hook.log")
+
+
+
+
+def config_path(explicit: str | None = None) -> str:
+    """The option's path, else ``$GITEA_HF_HOOK_CONFIG``, else ``/etc/gitea-hf-hook/config.yaml``."""
+    return explicit or os.environ.get(ENV_VAR) or DEFAULT_PATH

@@ -1,0 +1,27 @@
+"""What a pusher reads: one header per rejected ref, then one ``path: problem (hint)`` line per problem.
+
+post-receive imports this for :data:`PREFIX` alone, so it imports nothing at run time.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..checks.problems import Problem
+
+PREFIX = "hf-publish:"
+MAX_LINES = 20
+
+
+def render(repo: str, ref: str, target: str, problems: list[Problem], *, enforce: bool) -> list[str]:
+    """The lines for one ref with problems; ``enforce`` false turns "rejected" into "would reject"."""
+    if enforce:
+        head = f"{PREFIX} rejected {ref} of {repo}, which publishes to {target}:"
+    else:
+        head = f"{PREFIX} would reject {ref} of {repo}, which publishes to {target} (enforce is off, so it lands):"
+    lines = [head]
+    shown = problems if len(problems) <= MAX_LINES else problems[:MAX_LINES - 1]
+    lines += [f"  {p}" for p in shown]
+    if len(shown) < len(problems):
+        lines.append(f"  … and {len(problems) - len(shown)} more")
+    return lines

@@ -1,0 +1,201 @@
+"""The job: one accepted update of a publishing ref, as a versioned record with one writer and one parser.
+
+pre-receive writes a job, running as Gitea's user; the worker, holding the Hub tokens, reads it. So its fields
+are named for who may rely on them:
+
+- ``pushed`` is what the hook saw of the push (who, which repository id, how). It is kept for the audit trail and
+  for people reading the queue, and decides nothing.
+- ``request`` is what the hook asks the worker to publish: the repository, the ref, the commit and the Hub target
+  the rules routed it to. Anyone who can write as Gitea's user can write these, so the worker checks them against
+  the config and git before acting on them.
+- the rest is the worker's own bookkeeping: attempts, backoff, errors, and the outcome once the job is settled.
+
+:func:`dump` is the only writer and :func:`parse` the only reader, for the hooks, the worker, housekeeping, the
+queue commands, the tests and the benchmarks alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from typing import Any, NamedTuple
+
+from ..config.model import HUB_NAME, REPO_TYPES, Target
+from ..errors import JobError
+from ..gitea.hook_input import is_zero
+from .codec import ShapeError, from_data, to_data
+from .state import PublishResult
+
+VERSION = 2
+OUTCOMES = ("published", "superseded", "failed")
+_OID = re.compile(r"[0-9a-f]{40}\Z|[0-9a-f]{64}\Z")
+_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}\Z")
+
+
+class PushRecord(NamedTuple):
+    """What Gitea told the hook about the push, for the audit trail. Never used to decide anything."""
+
+    owner: str
+    name: str
+    repo_id: str
+    pusher: str
+    pusher_id: str
+    deploy_key_id: str
+    trigger: str
+    pr_id: str
+
+
+class Request(NamedTuple):
+    """What to publish, as the hook resolved it. Written by Gitea's user: checked by the worker before use."""
+
+    repository: str  # the Gitea repository, owner/name, lowercase
+    repo_dir: str
+    ref: str
+    old: str
+    new: str  # all zeros for a deletion
+    commit: str  # the commit to publish, a tag peeled; empty for a deletion
+    target: Target
+
+
+class Attempt(NamedTuple):
+    """One failed try, or an admin's action, in the job's history."""
+
+    at: float
+    message: str
+
+
+class Outcome(NamedTuple):
+    """How a job was settled, and by which worker."""
+
+    state: str  # one of OUTCOMES
+    finished: float
+    host: str
+    pid: int
+    reason: str = ""  # why it failed
+    superseded_by: str = ""  # the job whose newer commit published instead
+    result: PublishResult | None = None
+
+
+class Job(NamedTuple):
+    """One publish job."""
+
+    id: str
+    created: float
+    pushed: PushRecord
+    request: Request
+    attempts: int = 0
+    not_before: float = 0.0  # due from then on (backoff)
+    errors: tuple[Attempt, ...] = ()
+    retried: float | None = None  # when an admin queued it again: its age counts from then
+    outcome: Outcome | None = None
+
+    @property
+    def target(self) -> Target:
+        return self.request.target
+
+    @property
+    def commit(self) -> str:
+        return self.request.commit
+
+    def failed_attempt(self, at: float, message: str) -> Job:
+        """This job with one more attempt counted and its message in the history."""
+        return self._replace(attempts=self.attempts + 1, errors=(*self.errors, Attempt(at, message)))
+
+
+def new_id(now: float | None = None) -> str:
+    """A unique, time-ordered job id such as ``20261125-205226-3f9a1c0b``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{os.urandom(4).hex()}"
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a job id (and so is safe inside a file name)."""
+    return _ID.match(text) is not None
+
+
+def dump(job: Job) -> bytes:
+    """The job as stored: versioned, sorted, indented JSON."""
+    return json.dumps({"version": VERSION, **to_data(job)}, sort_keys=True, indent=1).encode()
+
+
+def parse(name: str, data: bytes) -> Job:
+    """The job stored as the file ``name``; raises JobError naming the file and what is wrong with it."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad(name, f"not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise _bad(name, "not a JSON object")
+    version = raw.pop("version", None)
+    if version == 1:
+        raw = _from_version_1(name, raw)
+    elif version != VERSION:
+        raise _bad(name, f"job format version {version!r} is not one this worker reads (1 or {VERSION})",
+                   "run the same gitea-hf-hook version on the Gitea server and the workers")
+    try:
+        job = from_data(Job, raw)
+    except ShapeError as exc:
+        raise _bad(name, f"{exc.where}: {exc.problem}") from None
+    if problem := _shape_problem(name, job):
+        raise _bad(name, problem)
+    return job
+
+
+def _bad(name: str, problem: str, hint: str = "") -> JobError:
+    return JobError(f"job file {name}: {problem}", hint)
+
+
+def _shape_problem(name: str, job: Job) -> str | None:
+    """What the types alone do not say: ids, object ids, refs and the target's shape."""
+    # The id names lock and state files: it must be the file's own name, never a path taken from the content.
+    if job.id != name.removesuffix(".json") or not is_id(job.id):
+        return f"id: {job.id!r} does not match the file name"
+    request, target = job.request, job.request.target
+    for field in ("old", "new"):
+        if not _OID.match(getattr(request, field)):
+            return f"request.{field}: must be a full hex object id"
+    if is_zero(request.new) != (request.commit == ""):
+        return "request.commit: must be empty exactly when the ref is deleted"
+    if request.commit and not _OID.match(request.commit):
+        return "request.commit: must be a full hex object id"
+    if not request.ref.startswith(("refs/heads/", "refs/tags/")):
+        return "request.ref: must be a branch or a tag"
+    owner, _, repo = request.repository.partition("/")
+    if not owner or not repo or "/" in repo:
+        return "request.repository: must be owner/name"
+    if target.kind not in ("branch", "tag") or target.repo_type not in REPO_TYPES:
+        return "request.target: kind or repo_type is not one this worker knows"
+    namespace, _, hub_name = target.hub_repo.partition("/")
+    if not HUB_NAME.match(namespace) or not HUB_NAME.match(hub_name):
+        return "request.target.hub_repo: must be namespace/name"
+    if job.outcome is not None and job.outcome.state not in OUTCOMES:
+        return f"outcome.state: must be one of {', '.join(OUTCOMES)}"
+    return None
+
+
+def _from_version_1(name: str, old: dict[str, Any]) -> dict[str, Any]:
+    """A job written by the previous release, in this release's shape: an upgrade loses no job."""
+    try:
+        gitea, target = dict(old["gitea"]), dict(old["target"])
+        target.pop("url", None)
+        new: dict[str, Any] = {
+            "id": old["id"], "created": old["created"],
+            "pushed": {k: str(gitea.get(k) or "") for k in PushRecord._fields},
+            "request": {"repository": f"{gitea['owner']}/{gitea['name']}", "repo_dir": old["repo_dir"],
+                        "ref": old["ref"], "old": old["old"], "new": old["new"], "commit": old["commit"],
+                        "target": target},
+            "attempts": old.get("attempts", 0), "not_before": old.get("not_before", 0),
+            "errors": [{"at": e["at"], "message": e["message"]} for e in old.get("errors", [])],
+        }
+        if old.get("retried") is not None:
+            new["retried"] = old["retried"]
+        if old.get("outcome") is not None:
+            worker = old.get("worker") or {}
+            new["outcome"] = {"state": old["outcome"], "finished": old.get("finished", 0),
+                              "host": str(worker.get("host", "")), "pid": int(worker.get("pid", 0)),
+                              "reason": str(old.get("reason", "")), "superseded_by": str(old.get("superseded_by", ""))}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _bad(name, f"a version 1 job without {exc}") from None
+    return new

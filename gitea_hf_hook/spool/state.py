@@ -1,0 +1,69 @@
+"""Per-target state: what the worker last published to one Hub branch or tag, kept in ``state/targets/``.
+
+The worker writes it after each publish and reads it before the next, to publish only what changed. The
+folder is writable by Gitea's user too, so a state file is parsed like a job: every field checked, and one
+that does not parse is treated as absent, which makes the next publish compare against the Hub itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import NamedTuple
+
+from ..config.model import Target
+from ..errors import JobError
+from .codec import ShapeError, from_data, to_data
+
+VERSION = 1
+
+
+class PublishResult(NamedTuple):
+    """What one publish did. ``scope`` fingerprints the rule's file selection; ``mode`` says how the branch was
+    compared: ``incremental`` (a git diff since the state), ``full`` (against the Hub tree) or ``already`` (the Hub
+    head published this commit before)."""
+
+    git_commit: str
+    hub_commit: str | None
+    hub_commits: tuple[str, ...] = ()
+    uploaded: int = 0
+    deleted: int = 0
+    skipped: bool = True
+    scope: str = ""
+    mode: str = ""
+
+
+class TargetState(NamedTuple):
+    """The last successful publish to one target."""
+
+    target: Target
+    job: str  # the job that published it
+    created: float  # that job's creation time: no older job may overwrite it
+    published: float
+    result: PublishResult
+
+
+def target_key(target: Target) -> str:
+    """The file-name-safe identity of a target. A tag and a branch of the same name are different targets."""
+    ident = json.dumps([target.hub_repo, target.repo_type, target.kind, target.revision])
+    return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+
+def state_path(spool: str, target: Target) -> str:
+    return os.path.join(spool, "state", "targets", target_key(target) + ".json")
+
+
+def dump(state: TargetState) -> bytes:
+    return json.dumps({"version": VERSION, **to_data(state)}, sort_keys=True, indent=1).encode()
+
+
+def parse(name: str, data: bytes) -> TargetState:
+    """The state stored as ``name``; raises JobError naming the file and the field that is wrong."""
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.pop("version", None) != VERSION:
+            raise ShapeError("version", f"must be {VERSION}")
+        return from_data(TargetState, raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobError(f"state file {name}: {exc}", "it is ignored: the next publish compares with the Hub") from None

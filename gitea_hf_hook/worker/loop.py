@@ -1,0 +1,286 @@
+"""One pass of the worker over the spool: claim, coalesce, publish, settle.
+
+:func:`loop` is one pass, with an injectable clock (as huey's ``loop(now)``): reclaim jobs of dead workers,
+read the queue, coalesce jobs per target (Hub repository, type, branch or tag) into one publish of the newest,
+never let an older commit overwrite a newer one, publish, then move each job to ``done/``, ``failed/`` or back to
+``queue/`` with its retry state inside it. :mod:`.service` repeats passes; :mod:`..spool.claims` keeps several
+workers from stepping on each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..config.model import Config, WorkerSettings
+from ..errors import JobError, PublishError
+from ..redact import redact
+from ..spool import claims, layout
+from ..spool.job import Job, Outcome, parse
+from ..spool.state import PublishResult, TargetState, state_path, target_key
+from ..spool.state import dump as dump_state
+from ..spool.state import parse as parse_state
+from . import housekeeping
+
+Publisher = Callable[[Config, Job, "TargetState | None"], PublishResult]
+
+log = logging.getLogger("gitea_hf_hook.worker")
+IDLE_POLL = 2.0  # seconds between looks at an empty queue
+
+
+@dataclass
+class LoopResult:
+    """What one pass did, as job ids (``busy``: target keys another worker was publishing)."""
+
+    published: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    reclaimed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    next_due: float | None = None  # the earliest not_before of a job left waiting
+
+    @property
+    def worked(self) -> bool:
+        """Whether the pass moved any job; a pass that did not leaves nothing due this worker could take."""
+        return bool(self.published or self.superseded or self.retried or self.failed or self.reclaimed)
+
+
+def say(message: str, level: int = logging.INFO) -> None:
+    log.log(level, redact(message))
+
+
+def backoff(attempts: int, settings: WorkerSettings, retry_after: float | None = None,
+            rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before attempt ``attempts + 1``: exponential, capped, jittered, at least ``retry_after``."""
+    delay = min(settings.backoff_max_seconds, settings.backoff_seconds * 2 ** max(attempts - 1, 0))
+    # Jitter downwards only (75-100 %), so jobs that failed together spread out and the cap still holds.
+    delay *= 0.75 + 0.25 * rng()
+    return max(delay, retry_after or 0.0)
+
+
+def read_state(root: str, key: str) -> TargetState | None:
+    """The last publish to a target, or None before the first. A state file that does not parse is logged and
+    treated as absent: the next publish then compares with the Hub itself, which is always safe."""
+    path = os.path.join(root, "state", "targets", key + ".json")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        return parse_state(os.path.basename(path), data)
+    except JobError as exc:
+        say(str(exc), logging.WARNING)
+        return None
+
+
+def _order(job: Job) -> tuple[float, str]:
+    return (job.created, job.id)
+
+
+def _settled(job: Job, state: str, now: float, *, reason: str = "", superseded_by: str = "",
+             result: PublishResult | None = None) -> Job:
+    holder = claims.me(now)
+    return job._replace(outcome=Outcome(state=state, finished=now, host=holder.host, pid=holder.pid, reason=reason,
+                                        superseded_by=superseded_by, result=result))
+
+
+def _default_publish() -> Publisher:
+    from .publish import publish  # lazily: it imports huggingface_hub
+
+    return publish
+
+
+# --- one pass ---------------------------------------------------------------------------------------------------
+
+def loop(config: Config, now: float | None = None, publish: Publisher | None = None, *,
+         stop: Callable[[], bool] | None = None) -> LoopResult:
+    """One pass over the spool at time ``now`` (default: the clock). ``stop`` is asked between targets."""
+    now = time.time() if now is None else now
+    root = config.spool
+    layout.ensure_layout(root)
+    result = LoopResult()
+    housekeeping.sweep(config, now)
+    for claim in claims.reclaim(root, now):
+        _requeue_orphan(config, claim, now, result)
+    groups: dict[str, list[Job]] = {}
+    for name in layout.job_names(root, "queue"):
+        try:
+            with open(os.path.join(root, "queue", name), "rb") as f:
+                job = parse(name, f.read())
+        except FileNotFoundError:
+            continue  # another worker claimed it since the listing
+        except JobError as exc:
+            claim = claims.claim(root, name, now)
+            if claim is not None:
+                _dead_letter_unreadable(claim, str(exc), result)
+            continue
+        groups.setdefault(target_key(job.target), []).append(job)
+    # Branches before tags, since a tag lands on the Hub commit its branch's publish makes; then the targets
+    # whose oldest job waited longest.
+    def priority(item: tuple[str, list[Job]]) -> tuple[bool, tuple[float, str]]:
+        return item[1][0].target.kind == "tag", min(_order(j) for j in item[1])
+
+    for key, jobs in sorted(groups.items(), key=priority):
+        if stop is not None and stop():
+            break
+        _drain_target(config, key, jobs, now, publish, result)
+    return result
+
+
+def _drain_target(config: Config, key: str, jobs: list[Job], now: float, publish: Publisher | None,
+                  result: LoopResult) -> None:
+    """Publish the newest job of one target and supersede the others, under the target's lock."""
+    newest: Job | None = max(jobs, key=_order)
+    assert newest is not None
+    due = newest.not_before <= now
+    if not due:
+        result.next_due = min(newest.not_before, result.next_due or newest.not_before)
+        if len(jobs) == 1:
+            return
+    lock = claims.lock_target(config.spool, key, now)
+    if lock is None:
+        result.busy.append(key)
+        return
+    try:
+        state = read_state(config.spool, key)  # read under the lock: another worker may just have written it
+        older = [j for j in jobs if j is not newest]
+        winner = newest.id
+        if state is not None and _order(newest) <= (state.created, state.job):
+            older.append(newest)  # a newer commit is already on the Hub: never go back to an older one
+            newest, winner = None, state.job
+        for job in older:
+            _supersede(config, job, winner, state, now, result)
+        if newest is not None and due:
+            _publish(config, key, newest, state, now, publish or _default_publish(), result)
+    finally:
+        lock.release()
+
+
+def _supersede(config: Config, listed: Job, winner: str, state: TargetState | None, now: float,
+               result: LoopResult) -> None:
+    claim = claims.claim(config.spool, listed.id + ".json", now)
+    if claim is None:
+        return
+    job = _reread(claim, result)
+    if job is None:
+        return
+    if state is not None and state.job == job.id:
+        # Published already: its worker died after writing the target state, before moving the job to done/.
+        claim.finish("done", _settled(job, "published", now, result=state.result))
+        result.published.append(job.id)
+        say(f"job {job.id} was published before its worker stopped; moved to done")
+        return
+    claim.finish("done", _settled(job, "superseded", now, superseded_by=winner))
+    result.superseded.append(job.id)
+    say(f"job {job.id} ({job.target.label} {job.commit[:7]}) superseded by job {winner}")
+
+
+def _publish(config: Config, key: str, listed: Job, state: TargetState | None, now: float,
+             publish: Publisher, result: LoopResult) -> None:
+    claim = claims.claim(config.spool, listed.id + ".json", now)
+    if claim is None:
+        result.busy.append(key)
+        return
+    try:
+        job = _reread(claim, result)
+        if job is None:
+            return
+        if job.not_before > now:  # another worker rescheduled it after our listing
+            claim.finish("queue")
+            return
+        say(f"publishing job {job.id}: {job.commit[:7]} to {job.target.label} (attempt {job.attempts + 1})")
+        try:
+            published = publish(config, job, state)
+        except PublishError as exc:
+            if exc.retryable:
+                _failed_attempt(config, claim, job, str(exc), exc.retry_after, now, result)
+            else:
+                _fail(claim, job.failed_attempt(now, redact(str(exc))), redact(str(exc)), now, result)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug or an unexpected failure must not stop the worker
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f" (at {os.path.basename(frame.filename)}:{frame.lineno})" if frame else ""
+            say(f"job {job.id}: unexpected {type(exc).__name__}: {exc}{where}", logging.ERROR)
+            _failed_attempt(config, claim, job, f"internal error: {type(exc).__name__}: {exc}", None, now, result)
+            return
+        new_state = TargetState(target=job.target, job=job.id, created=job.created, published=now, result=published)
+        # State first, then done/: a crash in between is recognised by the job id in the state (see _supersede).
+        path = state_path(config.spool, job.target)
+        layout.write_atomic(os.path.dirname(path), os.path.basename(path), dump_state(new_state), config.spool)
+        claim.finish("done", _settled(job, "published", now, result=published))
+        result.published.append(job.id)
+        say(f"published job {job.id}: {job.commit[:7]} is {job.target.label} "
+             f"(hub commit {(published.hub_commit or '?')[:12]})")
+    finally:
+        if not claim.released:  # interrupted by something we do not catch: give the job back untouched
+            claim.finish("queue")
+
+
+def _reread(claim: claims.Claim, result: LoopResult) -> Job | None:
+    """The claimed job as it is now on disk (another worker may have rewritten it since our listing)."""
+    try:
+        return parse(claim.name, claim.read())
+    except JobError as exc:
+        _dead_letter_unreadable(claim, str(exc), result)
+        return None
+
+
+def _failed_attempt(config: Config, claim: claims.Claim, job: Job, message: str, retry_after: float | None,
+                    now: float, result: LoopResult) -> None:
+    """Count a retryable failure: back to ``queue/`` after a backoff, or ``failed/`` when out of attempts or age."""
+    settings, message = config.worker, redact(message)
+    job = job.failed_attempt(now, message)
+    # A job an admin queued again ages from then, not from its push.
+    age_hours = (now - (job.retried or job.created)) / 3600
+    if job.attempts >= settings.max_attempts:
+        _fail(claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}", now, result)
+    elif age_hours > settings.max_age_hours:
+        _fail(claim, job, f"gave up: the job is {age_hours:.1f} hours old (worker.max_age_hours is "
+                          f"{settings.max_age_hours:g}): {message}", now, result)
+    else:
+        delay = backoff(job.attempts, settings, retry_after)
+        claim.finish("queue", job._replace(not_before=now + delay))
+        result.retried.append(job.id)
+        say(f"job {job.id} failed (attempt {job.attempts} of {settings.max_attempts}), retrying in "
+             f"{delay:.0f}s: {message}", logging.WARNING)
+
+
+def _fail(claim: claims.Claim, job: Job, reason: str, now: float, result: LoopResult) -> None:
+    reason = redact(reason)
+    claim.finish("failed", _settled(job, "failed", now, reason=reason))
+    result.failed.append(job.id)
+    say(f"job {job.id} failed: {reason}", logging.ERROR)
+
+
+def _dead_letter_unreadable(claim: claims.Claim, reason: str, result: LoopResult) -> None:
+    reason = redact(reason)
+    claim.finish("failed", note=reason)
+    result.failed.append(claim.job_id)
+    say(f"job file {claim.name} cannot be published, moved to failed/: {reason}", logging.ERROR)
+
+
+def _requeue_orphan(config: Config, claim: claims.Claim, now: float, result: LoopResult) -> None:
+    """A job whose worker died while holding it: count the attempt and queue it again, due at once."""
+    job = _reread(claim, result)
+    if job is None:
+        return
+    who = claim.previous.describe() if claim.previous else "its worker"
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(claim.previous.started)) if claim.previous else "?"
+    message = f"{who} stopped while publishing it (claimed {since}); queued again"
+    # The attempt counts, so a job that kills its worker every time still ends in failed/.
+    job = job.failed_attempt(now, message)
+    result.reclaimed.append(job.id)
+    if job.attempts >= config.worker.max_attempts:
+        _fail(claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}", now, result)
+        return
+    claim.finish("queue", job)
+    say(f"job {job.id}: {message}", logging.WARNING)
+
+

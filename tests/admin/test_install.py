@@ -1,0 +1,138 @@
+"""An admin installs the hooks beside Gitea's own, checks pushes offline, and takes the hooks out again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.support.rules import CARD, GROUPS, RULE
+from tests.support.gitea_server import DISPATCHER, GITEA_STAND_IN, GiteaServer
+
+
+def test_install_writes_executable_hooks_beside_giteas_and_leaves_giteas_alone(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    repo = server.create_repo("acme", "bert-tiny")
+    result = server.cli("install", "ACME/Bert-Tiny")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "installed acme/bert-tiny\n"
+    for hook in ("pre-receive", "post-receive"):
+        ours = repo / "hooks" / f"{hook}.d" / "hf-publish"
+        text = ours.read_text()
+        assert os.access(ours, os.X_OK)
+        assert "managed-by: gitea-hf-hook" in text
+        assert f"{hook} '{server.config_path}'" in text or f"{hook} {server.config_path}" in text
+        assert (repo / "hooks" / hook).read_text() == DISPATCHER
+        assert (repo / "hooks" / f"{hook}.d" / "gitea").read_text() == GITEA_STAND_IN
+    assert (server.spool / "queue").is_dir()
+
+
+def test_install_all_covers_every_repository_but_wikis(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    for owner, name in (("acme", "a"), ("acme", "b"), ("zeta", "c")):
+        server.create_repo(owner, name)
+    wiki = server.create_repo("acme", "a", wiki=True)
+    result = server.cli("install", "--all")
+    assert result.stdout.splitlines() == ["installed acme/a", "installed acme/b", "installed zeta/c"]
+    assert not (wiki / "hooks" / "pre-receive.d" / "hf-publish").exists()
+
+
+def test_install_warns_when_gitea_dispatcher_is_missing(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    repo = server.create_repo("acme", "a")
+    (repo / "hooks" / "pre-receive").unlink()
+    result = server.cli("install", "acme/a")
+    assert result.stdout == ("installed acme/a; warning: hooks/pre-receive is not Gitea's dispatcher, so the hook "
+                             "will not run (let Gitea resynchronise its hooks)\n")
+
+
+def test_install_refuses_to_overwrite_a_file_it_did_not_write(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    repo = server.create_repo("acme", "a")
+    foreign = repo / "hooks" / "pre-receive.d" / "hf-publish"
+    foreign.write_text("#!/bin/sh\necho mine\n")
+    result = server.cli("install", "acme/a")
+    assert result.returncode == 1
+    assert result.stderr == (f"gitea-hf-hook: error: {foreign} exists and was not written by gitea-hf-hook "
+                             "(move it aside, then install again)\n")
+    assert foreign.read_text() == "#!/bin/sh\necho mine\n"
+
+
+def test_install_names_a_missing_repository(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    result = server.cli("install", "acme/nope")
+    assert result.returncode == 1
+    assert result.stderr == (f"gitea-hf-hook: error: acme/nope: no repository at "
+                             f"{server.repo_root}/acme/nope.git (check the name and gitea.repo_root in the config)\n")
+
+
+def test_uninstall_removes_only_our_hooks(gitea: GiteaServer):
+    repo = gitea.repo_root / "acme" / "bert-tiny.git"
+    mine = repo / "hooks" / "post-receive.d" / "notify"
+    mine.write_text("#!/bin/sh\n")
+    result = gitea.cli("uninstall", "acme/bert-tiny")
+    assert result.stdout == "uninstalled acme/bert-tiny\n"
+    assert sorted(p.name for p in (repo / "hooks" / "post-receive.d").iterdir()) == ["gitea", "notify"]
+    assert sorted(p.name for p in (repo / "hooks" / "pre-receive.d").iterdir()) == ["gitea"]
+    assert gitea.cli("uninstall", "acme/bert-tiny").stdout == "not installed in acme/bert-tiny\n"
+
+
+def test_the_installed_hook_ignores_python_variables_from_giteas_environment(clone, tmp_path):
+    """Hooks run with whatever environment Gitea has; PYTHONPATH must not be able to swap our code."""
+    evil = tmp_path / "evil" / "gitea_hf_hook"
+    evil.mkdir(parents=True)
+    (evil / "__init__.py").write_text("raise SystemExit('hijacked')\n")
+    (evil / "hook.py").write_text("def main(argv):\n    return 0\n")
+    clone.commit({"model.bin": b"\x80\x04K\x01."})
+    result = clone.push("main", env={"PYTHONPATH": str(tmp_path / "evil")})
+    assert not result.ok
+    assert result.remote[1] == "  model.bin: pickle files can run code when loaded (convert the weights to safetensors)"
+
+
+def test_check_prints_what_a_push_would_print(gitea: GiteaServer, clone):
+    clone.commit()
+    assert clone.push("main").ok
+    clone.commit({"model.bin": b"\x80\x04K\x01."})
+    rev = clone.git("rev-parse", "HEAD")
+    subprocess.run(["git", "push", "--quiet", str(clone.bare), f"{rev}:refs/heads/staging"], cwd=clone.path,
+                   check=True, env={**os.environ, "GITEA_INTERNAL_PUSH": "true"})
+    result = gitea.cli("check", "acme/bert-tiny", "main", rev, "--user", "carol")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "hf-publish: rejected refs/heads/main of acme/bert-tiny, which publishes to "
+        "https://huggingface.co/acme/bert-tiny (branch main):",
+        "  refs/heads/main: carol may not publish to acme/bert-tiny "
+        "(publishers: alice, @ml-release; ask a Gitea admin to add you)",
+        "  model.bin: pickle files can run code when loaded (convert the weights to safetensors)",
+    ]
+    pushed = clone.push("main", user="carol")
+    assert pushed.remote == result.stdout.splitlines()
+    ok = gitea.cli("check", "acme/bert-tiny", "main", "--user", "alice")
+    assert ok.returncode == 0
+    assert ok.stdout == ("hf-publish: accepted refs/heads/main of acme/bert-tiny, which publishes to "
+                         "https://huggingface.co/acme/bert-tiny (branch main)\n")
+
+
+def test_check_says_when_a_ref_does_not_publish(gitea: GiteaServer, clone):
+    clone.commit({"README.md": CARD})
+    assert clone.push("main:experiment").ok
+    result = gitea.cli("check", "acme/bert-tiny", "experiment", "--user", "alice")
+    assert result.stdout == ("hf-publish: refs/heads/experiment of acme/bert-tiny does not publish: no repos entry "
+                             "maps it to the Hub\n")
+
+
+def test_install_without_repositories_says_how(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    result = server.cli("uninstall")
+    assert result.returncode == 1
+    assert result.stderr == ("gitea-hf-hook: error: name repositories as OWNER/REPO, or pass --all "
+                             "(e.g. gitea-hf-hook uninstall acme/bert)\n")
+
+
+def test_install_creates_a_spool_the_workers_group_can_use(server: GiteaServer):
+    """The hooks run as Gitea's user, the worker as its own user in Gitea's group."""
+    server.write_config(RULE, extra=GROUPS)
+    server.create_repo("acme", "a")
+    assert server.cli("install", "acme/a").returncode == 0
+    for folder in ("", "tmp", "queue", "active", "done", "failed", "state", "state/targets", "state/locks",
+                   "state/cards"):
+        assert (server.spool / folder).stat().st_mode & 0o7777 == 0o2770, folder

@@ -1,0 +1,124 @@
+"""When things go wrong: a broken config fails closed for publishing refs only; a crash shows one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from gitea_hf_hook.spool.handoff import job_file_name
+from gitea_hf_hook.spool.job import parse
+from tests.support.gitea_server import Clone, GiteaServer, gitea_env
+from tests.support.rules import GROUPS, RULE
+
+
+def test_a_broken_config_rejects_publishing_refs_and_lets_others_pass(clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text(gitea.config_path.read_text().replace("publishers:", "publisher:"))
+    clone.commit()
+    result = clone.push("main")
+    assert not result.ok
+    assert result.remote == [
+        "hf-publish: rejected refs/heads/main of acme/bert-tiny, which may publish to the Hub: the publishing "
+        "config is broken, so nothing can be checked:",
+        f"  {gitea.config_path}:16: repos[0].publisher: unknown key; did you mean 'publishers'? "
+        "(fix config.yaml; README.md lists every key)",
+        "  (a Gitea admin must fix it; refs that do not publish are not affected)",
+    ]
+    other = clone.push("main:experiment")
+    assert other.ok and other.remote == []
+
+
+def test_unparsable_or_missing_config_fails_closed_for_every_branch_and_tag(clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text("repos: [\n")
+    clone.commit()
+    result = clone.push("main:experiment")
+    assert not result.ok
+    assert result.remote[1].startswith(f"  {gitea.config_path}:2: not valid YAML")
+    gitea.config_path.unlink()
+    result = clone.push("main")
+    assert result.remote[1] == (f"  {gitea.config_path}: no such file "
+                                "(create it, or point --config or $GITEA_HF_HOOK_CONFIG at one)")
+    # Refs that are neither branches nor tags never publish.
+    assert clone.push("main:refs/notes/review").ok
+
+
+def test_a_config_error_in_another_repositorys_rule_leaves_this_one_alone(server: GiteaServer, tmp_path):
+    server.write_config(RULE.replace("acme/*", "other/*"), extra=GROUPS)
+    server.create_repo("acme", "bert-tiny")
+    server.install("acme/bert-tiny")
+    server.config_path.write_text(server.config_path.read_text().replace("checks:", "checks:\n      pickle: scan"))
+    clone = server.clone("acme", "bert-tiny", tmp_path / "w")
+    clone.commit({"x": "x"})
+    assert clone.push("main").ok
+
+
+def run_hook(clone: Clone, gitea: GiteaServer, hook: str, update: str) -> subprocess.CompletedProcess[str]:
+    """Run one of our installed hooks as Gitea's dispatcher would, with Gitea's environment for alice."""
+    env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
+    return subprocess.run([str(clone.bare / "hooks" / f"{hook}.d" / "hf-publish")], input=update,
+                          capture_output=True, text=True, cwd=clone.bare, env=env)
+
+
+def test_an_internal_error_gives_the_pusher_one_line_and_the_admin_a_traceback(clone: Clone, gitea: GiteaServer):
+    new = clone.commit()
+    assert clone.push("main").ok
+    # Gitea hands the hook an update whose old id the repository does not have: git fails under us.
+    proc = run_hook(clone, gitea, "pre-receive", f"{'1' * 40} {new} refs/heads/main\n")
+    log = gitea.audit_log.parent / "hook.log"
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == (f"hf-publish: rejected: internal error while checking this push (details for the admin "
+                           f"in {log})\n")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "GitError: git merge-base failed" in text
+    assert "pre-receive acme/bert-tiny pusher=alice" in text
+
+
+def test_post_receive_never_fails_a_landed_push_and_logs_why(clone: Clone, gitea: GiteaServer):
+    """The queue folder is unusable between the two hooks: the push stands, the pusher is told, the job waits."""
+    old = clone.commit()
+    assert clone.push("main").ok
+    new = clone.commit({"x.txt": "x"})
+    # The new objects reach the repository as they would during the push; then pre-receive runs for main.
+    subprocess.run(["git", "push", "--quiet", str(clone.bare), f"{new}:refs/heads/staging"], cwd=clone.path,
+                   check=True, env={**os.environ, "GITEA_INTERNAL_PUSH": "true"})
+    update = f"{old} {new} refs/heads/main\n"
+    assert run_hook(clone, gitea, "pre-receive", update).returncode == 0
+    (gitea.spool / "queue").rename(gitea.spool / "queue-moved")
+    (gitea.spool / "queue").write_text("not a folder")
+    proc = run_hook(clone, gitea, "post-receive", update)
+    log = gitea.audit_log.parent / "hook.log"
+    assert proc.returncode == 0
+    assert proc.stderr == ("hf-publish: warning: the publish job is not queued yet; the worker will queue it from "
+                           f"the spool (details for the admin in {log})\n")
+    assert "NotADirectoryError" in log.read_text()
+    assert len(list((gitea.spool / "tmp").glob("prepared-*.json"))) == 1
+
+
+def test_with_enforce_off_an_internal_error_lets_the_push_through_and_still_prepares_its_job(
+        clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text(gitea.config_path.read_text() + "enforce: false\n")
+    new = clone.commit()
+    assert clone.push("main").ok
+    proc = run_hook(clone, gitea, "pre-receive", f"{'1' * 40} {new} refs/heads/main\n")
+    log = gitea.audit_log.parent / "hook.log"
+    assert proc.returncode == 0
+    assert proc.stderr == (f"hf-publish: would reject: internal error while checking this push (details for the "
+                           f"admin in {log})\n")
+    prepared = [parse(job_file_name(p.name), p.read_bytes()) for p in (gitea.spool / "tmp").glob("prepared-*.json")]
+    assert [(job.request.ref, job.commit) for job in prepared] == [("refs/heads/main", new)]
+
+
+def test_with_enforce_off_an_internal_error_prepares_an_annotated_tag_with_its_commit(
+        clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text(gitea.config_path.read_text() + "enforce: false\n")
+    commit = clone.commit()
+    clone.git("tag", "-a", "-m", "release", "v1.0")
+    tag_object = clone.git("rev-parse", "v1.0")
+    assert clone.push("main", "v1.0").ok
+    # The branch's unknown old id makes git fail while the push is checked; the tag rides along in the same push.
+    updates = f"{'1' * 40} {commit} refs/heads/main\n{'0' * 40} {tag_object} refs/tags/v1.0\n"
+    proc = run_hook(clone, gitea, "pre-receive", updates)
+    assert proc.returncode == 0 and "internal error" in proc.stderr
+    prepared = [parse(job_file_name(p.name), p.read_bytes()) for p in (gitea.spool / "tmp").glob("prepared-*.json")]
+    assert sorted((job.request.ref, job.request.new, job.commit) for job in prepared) == [
+        ("refs/heads/main", commit, commit), ("refs/tags/v1.0", tag_object, commit)]

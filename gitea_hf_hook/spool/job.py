@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from typing import Any, NamedTuple
 
@@ -26,12 +25,30 @@ from ..config.model import HUB_NAME, REPO_TYPES, Target
 from ..errors import JobError
 from ..gitea.hook_input import is_zero
 from .codec import ShapeError, from_data, to_data
-from .state import PublishResult
 
 VERSION = 2
 OUTCOMES = ("published", "superseded", "failed")
-_OID = re.compile(r"[0-9a-f]{40}\Z|[0-9a-f]{64}\Z")
-_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}\Z")
+_HEX = "0123456789abcdef"
+
+
+def _is_oid(text: str) -> bool:
+    """A full sha1 or sha256 object id in lowercase hex (no regex: pre-receive imports this module)."""
+    return len(text) in (40, 64) and not text.strip(_HEX)
+
+
+class PublishResult(NamedTuple):
+    """What one publish did. ``scope`` fingerprints the rule's file selection; ``mode`` says how the branch was
+    compared: ``incremental`` (a git diff since the state), ``full`` (against the Hub tree) or ``already`` (the Hub
+    head published this commit before)."""
+
+    git_commit: str
+    hub_commit: str | None
+    hub_commits: tuple[str, ...] = ()
+    uploaded: int = 0
+    deleted: int = 0
+    skipped: bool = True
+    scope: str = ""
+    mode: str = ""
 
 
 class PushRecord(NamedTuple):
@@ -111,8 +128,11 @@ def new_id(now: float | None = None) -> str:
 
 
 def is_id(text: str) -> bool:
-    """Whether ``text`` has the shape of a job id (and so is safe inside a file name)."""
-    return _ID.match(text) is not None
+    """Whether ``text`` has the shape of a job id such as ``20261125-205226-3f9a1c0b`` (so is safe in a file name)."""
+    date, _, rest = text.partition("-")
+    clock, _, noise = rest.partition("-")
+    return (len(date), len(clock), len(noise)) == (8, 6, 8) and (date + clock).isdigit() and date.isascii() \
+        and clock.isascii() and not noise.strip(_HEX)
 
 
 def dump(job: Job) -> bytes:
@@ -154,11 +174,11 @@ def _shape_problem(name: str, job: Job) -> str | None:
         return f"id: {job.id!r} does not match the file name"
     request, target = job.request, job.request.target
     for field in ("old", "new"):
-        if not _OID.match(getattr(request, field)):
+        if not _is_oid(getattr(request, field)):
             return f"request.{field}: must be a full hex object id"
     if is_zero(request.new) != (request.commit == ""):
         return "request.commit: must be empty exactly when the ref is deleted"
-    if request.commit and not _OID.match(request.commit):
+    if request.commit and not _is_oid(request.commit):
         return "request.commit: must be a full hex object id"
     if not request.ref.startswith(("refs/heads/", "refs/tags/")):
         return "request.ref: must be a branch or a tag"

@@ -15,23 +15,11 @@ from typing import NamedTuple
 from ..config.model import Target
 from ..errors import JobError
 from .codec import ShapeError, from_data, to_data
+from .job import PublishResult
+
+__all__ = ["PublishResult", "TargetState", "dump", "parse", "state_path", "target_key"]
 
 VERSION = 1
-
-
-class PublishResult(NamedTuple):
-    """What one publish did. ``scope`` fingerprints the rule's file selection; ``mode`` says how the branch was
-    compared: ``incremental`` (a git diff since the state), ``full`` (against the Hub tree) or ``already`` (the Hub
-    head published this commit before)."""
-
-    git_commit: str
-    hub_commit: str | None
-    hub_commits: tuple[str, ...] = ()
-    uploaded: int = 0
-    deleted: int = 0
-    skipped: bool = True
-    scope: str = ""
-    mode: str = ""
 
 
 class TargetState(NamedTuple):

@@ -10,6 +10,52 @@ from __future__ import annotations
 
 import re
 
+# The character classes of .gitignore brackets (``[[:digit:]]``), as Python class ranges.
+_POSIX = {
+    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9",
+    "graph": "!-~", "lower": "a-z", "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": " \\t\\n\\r\\f\\v",
+    "upper": "A-Z", "xdigit": "0-9A-Fa-f",
+}
+
+
+def _bracket(pattern: str, i: int) -> tuple[str, int] | None:
+    """The bracket expression opening at ``pattern[i]`` as a regex, and the index after it; None when unclosed.
+
+    As in .gitignore: ``!`` or ``^`` negates, a ``]`` first is a literal, a backslash escapes, ``[:name:]`` is a
+    character class, and no bracket ever matches ``/``.
+    """
+    n = len(pattern)
+    j = i + 1
+    negate = j < n and pattern[j] in "!^"
+    if negate:
+        j += 1
+    items: list[str] = []
+    first = True
+    while j < n:
+        c = pattern[j]
+        if c == "]" and not first:
+            body = "".join(items)
+            return ("[^/" + body + "]" if negate else "(?!/)[" + body + "]"), j + 1
+        first = False
+        if pattern.startswith("[:", j):
+            close = pattern.find(":]", j + 2)
+            if close >= 0 and pattern[j + 2:close] in _POSIX:
+                items.append(_POSIX[pattern[j + 2:close]])
+                j = close + 2
+                continue
+        if c == "\\" and j + 1 < n:
+            j += 1
+            c = pattern[j]
+        j += 1
+        if j + 1 < n and pattern[j] == "-" and pattern[j + 1] != "]":
+            high, j = pattern[j + 1], j + 2
+            if high == "\\" and j < n:
+                high, j = pattern[j], j + 1
+            items.append(re.escape(c) + "-" + re.escape(high))
+        else:
+            items.append(re.escape(c))
+    return None
+
 
 def _translate(pattern: str) -> str:
     out: list[str] = []
@@ -17,27 +63,26 @@ def _translate(pattern: str) -> str:
     while i < n:
         c = pattern[i]
         if c == "*":
-            if pattern.startswith("**/", i):
+            stars = i
+            while i < n and pattern[i] == "*":
+                i += 1
+            # Only a "**" that is a whole path segment spans folders; any other run of stars is one "*".
+            whole = i - stars >= 2 and (stars == 0 or pattern[stars - 1] == "/") and (i == n or pattern[i] == "/")
+            if whole and i < n:
                 out.append("(?:.*/)?")
-                i += 3
-                continue
-            if pattern.startswith("**", i):
-                out.append(".*")
-                i += 2
-                continue
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("!", "]") else i + 1)
-            if end < 0:
-                out.append(re.escape(c))
+                i += 1
             else:
-                body = pattern[i + 1:end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = end
+                out.append(".*" if whole else "[^/]*")
+            continue
+        if c == "?":
+            out.append("[^/]")
+        elif c == "[" and (bracket := _bracket(pattern, i)) is not None:
+            regex, i = bracket
+            out.append(regex)
+            continue
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
         else:
             out.append(re.escape(c))
         i += 1
@@ -53,7 +98,8 @@ def compile_path_glob(pattern: str) -> re.Pattern[str]:
     regex = _translate(body)
     if not anchored:
         regex = "(?:.*/)?" + regex
-    return re.compile(regex + r"\Z", re.DOTALL)
+    # A pattern that matches a folder covers every file inside it.
+    return re.compile(regex + r"(?:/.*)?\Z", re.DOTALL)
 
 
 def compile_name_glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:

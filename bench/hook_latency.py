@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.rules import CARD, GROUPS, RULE  # noqa: E402
 from tests.support.gitea_server import Clone, GiteaServer, gitea_env  # noqa: E402
+from tests.support.rules import CARD, GROUPS, RULE  # noqa: E402
 
 
 def timed_push(clone: Clone, *refspecs: str) -> float:
@@ -124,7 +124,8 @@ def report(label: str, with_hook: list[float], without: list[float], target_ms: 
     a, b = statistics.median(with_hook) * 1000, statistics.median(without) * 1000
     diff = a - b
     ok = diff <= target_ms
-    print(f"{label:<27}: median with hooks {a:7.1f} ms | without {b:7.1f} ms | added {diff:6.1f} ms | ratio {a / b:4.2f}"
+    print(f"{label:<27}: median with hooks {a:7.1f} ms | without {b:7.1f} ms | added {diff:6.1f} ms | "
+          f"ratio {a / b:4.2f}"
           f" | target {'added' if added else 'evaluation'} <= {target_ms:.0f} ms: {'met' if ok else 'MISSED'}")
     return ok
 

@@ -59,13 +59,15 @@ import huggingface_hub.hf_api  # noqa: E402
 # A running worker has these imported already: keep import time (and .pyc reads) out of the timings.
 import gitea_hf_hook.worker.hub_client  # noqa: E402, F401
 import gitea_hf_hook.worker.publish  # noqa: E402, F401
-from gitea_hf_hook.config.model import Target  # noqa: E402
+from gitea_hf_hook.config.model import (
+    Config,  # noqa: E402
+    Target,  # noqa: E402
+)
 from gitea_hf_hook.spool import layout as spool  # noqa: E402
 from gitea_hf_hook.spool.job import Job, PushRecord, Request, new_id  # noqa: E402
 from gitea_hf_hook.spool.state import TargetState, target_key  # noqa: E402
 from gitea_hf_hook.worker import loop as worker  # noqa: E402
 from gitea_hf_hook.worker import service  # noqa: E402
-from gitea_hf_hook.config.model import Config  # noqa: E402
 from tests.support.gitea_server import Clone, GiteaServer, lfs_pointer  # noqa: E402
 from tests.support.hub import Hub  # noqa: E402
 from tests.support.publishing import CHECKS, configure  # noqa: E402
@@ -330,7 +332,7 @@ def print_table(rows: list[Row]) -> None:
     header: Row = ("measurement", "worker", "upload_folder", "speedup", "target", "")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
     for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def hub_data_root(weights_mb: int) -> str | None:

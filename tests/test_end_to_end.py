@@ -7,7 +7,6 @@ the ``gitea-hf-hook worker`` command), the Hub emulator, and the real client's `
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from gitea_hf_hook.config.model import Config
 from gitea_hf_hook.spool.job import Job, parse
 from gitea_hf_hook.worker import loop as worker
-from gitea_hf_hook.config.model import Config
 from tests.support.gitea_server import CLI, Clone, GiteaServer
 from tests.support.hub import Hub
 from tests.support.publishing import RULE, TOKEN, configure, git_files, tree_text

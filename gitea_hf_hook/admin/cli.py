@@ -190,7 +190,8 @@ def queue_purge(ctx: click.Context, failed: bool, as_json: bool) -> None:
     if as_json:
         _echo_json(counts)
     else:
-        click.echo("deleted " + " and ".join(f"{n} {folder} job{'' if n == 1 else 's'}" for folder, n in counts.items()))
+        parts = [f"{n} {folder} job{'' if n == 1 else 's'}" for folder, n in counts.items()]
+        click.echo("deleted " + " and ".join(parts))
 
 
 @cli.command()
@@ -226,7 +227,8 @@ def hub_emulator(host: str, port: int, data_dir: str, tokens: tuple[str, ...]) -
         serve(host, port, data_dir, list(tokens))
     except (ValueError, OSError) as exc:
         # The emulator's ValueErrors never quote a token (hub_emulator.auth.parse_token_spec).
-        raise HookError(f"the Hub emulator could not start: {exc}", "check --host, --port, --data and --token") from None
+        raise HookError(f"the Hub emulator could not start: {exc}",
+                        "check --host, --port, --data and --token") from None
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,17 +149,17 @@ def summary(entry: Entry, now: float) -> dict[str, Any]:
             "attempts": job.attempts, "created": job.created, "not_before": job.not_before, "note": note(entry, now)}
 
 
-def _columns(rows: list[tuple[str, ...]], indent: str = "") -> list[str]:
+def _columns(rows: Sequence[tuple[str, ...]], indent: str = "") -> list[str]:
     """Rows as aligned columns; the last column is not padded."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)] if rows else []
-    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
 
 
 def format_list(found: list[Entry], now: float) -> list[str]:
     """``queue list`` as an aligned table."""
     if not found:
         return ["no jobs"]
-    rows = [("ID", "STATE", "TARGET", "COMMIT", "ATTEMPTS", "CREATED", "NOTE")]
+    rows: list[tuple[str, ...]] = [("ID", "STATE", "TARGET", "COMMIT", "ATTEMPTS", "CREATED", "NOTE")]
     for e in found:
         job = e.job
         rows.append((e.id, e.state, target_text(job), job.commit[:7] if job else "?",
@@ -279,7 +280,7 @@ def format_status(data: dict[str, Any]) -> list[str]:
              if q["depth"] and q["oldest_age_seconds"] is not None
              else f"queue: {_jobs(q['depth'])}, {q['due']} due" if q["depth"] else "queue: empty"]
     lines.append(f"active: {_jobs(len(data['active']))}")
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for a in data["active"]:
         h = a["holder"]
         who = f"{h['host']} pid {h['pid']} since {when(h['since'])}" if h else "an unknown worker"

@@ -177,7 +177,7 @@ def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list
     if card_spec:
         problems += check_card(config, rule, next(objects))
     # The generator goes first so that it runs to its end and reaps the git process.
-    for obj, (shown, name, _) in zip(objects, blobs):
+    for obj, (shown, name, _) in zip(objects, blobs, strict=True):
         if obj is None:
             continue
         if obj[2] > limit:

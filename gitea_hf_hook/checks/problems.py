@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+
 class Problem(NamedTuple):
     """One reason a ref may not publish, tied to a file (or to the ref itself)."""
 

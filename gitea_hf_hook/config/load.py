@@ -48,7 +48,8 @@ def to_json(config: Config) -> dict[str, Any]:
             return {k: plain(v) for k, v in value.items()}
         return value
 
-    return plain(config)
+    data: dict[str, Any] = plain(config)
+    return data
 
 
 def from_json(data: dict[str, Any]) -> Config:

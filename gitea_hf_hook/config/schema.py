@@ -18,8 +18,18 @@ import yaml
 
 from ..errors import ConfigError
 from .globs import check_glob
-from .model import (HINT, HUB_NAME, PICKLE_MODES, REPO_TYPES, SPACE_SDKS, CardRule, Checks, Config, RepoRule,
-                    WorkerSettings)
+from .model import (
+    HINT,
+    HUB_NAME,
+    PICKLE_MODES,
+    REPO_TYPES,
+    SPACE_SDKS,
+    CardRule,
+    Checks,
+    Config,
+    RepoRule,
+    WorkerSettings,
+)
 
 # --- reading --------------------------------------------------------------------------------------------------
 
@@ -69,13 +79,14 @@ class _Doc:
         return value
 
     def string(self, node: yaml.Node, where: str, *, empty: bool = False) -> str:
-        value = self.scalar(node, where, str, "a string")
+        value: str = self.scalar(node, where, str, "a string")
         if not empty and not value:
             raise self.error(node, where, "must not be empty")
         return value
 
     def boolean(self, node: yaml.Node, where: str) -> bool:
-        return self.scalar(node, where, bool, "true or false")
+        value: bool = self.scalar(node, where, bool, "true or false")
+        return value
 
     def number(self, node: yaml.Node, where: str, *, minimum: float = 0.0) -> float:
         value = self.scalar(node, where, (int, float), "a number")
@@ -87,7 +98,7 @@ class _Doc:
         value = self.scalar(node, where, (str, int, float, bool, type(None)), f"one of {', '.join(choices)}")
         if value not in choices:
             raise self.error(node, where, f"must be one of {', '.join(choices)} (got {value!r})")
-        return value
+        return str(value)
 
     def strings(self, node: yaml.Node, where: str, *, check: Callable[[str], str | None] | None = None,
                 scalar_ok: bool = False) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import select
 import threading
-from _signal import SIGPIPE  # the C module: the signal wrapper costs an import
+from _signal import SIGPIPE  # type: ignore[import-not-found]  # the C module: the signal wrapper costs an import
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 

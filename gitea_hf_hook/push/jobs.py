@@ -42,7 +42,7 @@ def _peeled(verdicts: list[Verdict]) -> dict[str, str]:
     if missing:
         from ..gitea import git
 
-        for oid, info in zip(missing, git.object_info([f"{oid}^{{commit}}" for oid in missing])):
+        for oid, info in zip(missing, git.object_info([f"{oid}^{{commit}}" for oid in missing]), strict=True):
             if info is not None:
                 found[oid] = info[0]
     return found

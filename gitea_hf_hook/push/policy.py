@@ -132,8 +132,9 @@ def evaluate(config: Config, push: Push, updates: list[Update]) -> list[Verdict]
     peeled: dict[str, tuple[str, str, int] | None] = {v.update.new: (v.update.new, "commit", 0) for v in verdicts
                                                        if not v.update.deleted and v.target.kind == "branch"}
     if tags:
-        peeled.update(zip((v.update.new for v in tags), git.object_info([f"{v.update.new}^{{}}" for v in tags])))
-    verdicts = [v._replace(commit=peeled[v.update.new][0]) if peeled.get(v.update.new) else v for v in verdicts]
+        peeled.update(zip((v.update.new for v in tags), git.object_info([f"{v.update.new}^{{}}" for v in tags]),
+                          strict=True))
+    verdicts = [v._replace(commit=info[0]) if (info := peeled.get(v.update.new)) else v for v in verdicts]
     live = [v for v in verdicts if not v.update.deleted]
     tips = _publishing_tips(push, verdicts) if any(v.target.kind == "tag" for v in live) else {}
     # No push may land that post-receive could not queue.

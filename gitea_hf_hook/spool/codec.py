@@ -75,7 +75,7 @@ def from_data(cls: type[R], data: Any, where: str = "") -> R:
     """``data`` as a ``cls`` record. Missing fields with a default take it; unknown keys are errors."""
     if not isinstance(data, dict):
         raise ShapeError(where, f"must be an object (got {type(data).__name__})")
-    hints = _fields(cls)
+    hints = _fields(cls)  # type: ignore[arg-type]  # classes are hashable
     unknown = sorted(set(data) - set(hints))
     if unknown:
         raise ShapeError(f"{where}.{unknown[0]}" if where else unknown[0], "is not a field this version knows")

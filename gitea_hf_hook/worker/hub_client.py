@@ -172,7 +172,7 @@ def prepare(config: Config) -> None:
     if config.hub_xet == "off":
         os.environ["HF_HUB_DISABLE_XET"] = "1"  # read when huggingface_hub is imported
     from huggingface_hub import constants
-    from huggingface_hub.utils import set_client_factory
+    from huggingface_hub.utils._http import set_client_factory
 
     if config.hub_xet == "off":
         constants.HF_HUB_DISABLE_XET = True  # and this is re-read on every upload, even if imported earlier
@@ -205,7 +205,8 @@ def make_api(endpoint: str, token: str) -> Any:
 
 def commits(api: Any, token: str, repo_id: str, repo_type: str, revision: str) -> Iterator[dict[str, Any]]:
     """The Hub commits of ``revision``, newest first, one page at a time: callers stop early."""
-    from huggingface_hub.utils import build_hf_headers, paginate
+    from huggingface_hub.utils._headers import build_hf_headers
+    from huggingface_hub.utils._pagination import paginate
 
     url = f"{api.endpoint}/api/{repo_type}s/{repo_id}/commits/{quote(revision, safe='')}"
     yield from paginate(url, params={}, headers=build_hf_headers(token=token))

@@ -61,7 +61,7 @@ def backoff(attempts: int, settings: WorkerSettings, retry_after: float | None =
     delay = min(settings.backoff_max_seconds, settings.backoff_seconds * 2 ** max(attempts - 1, 0))
     # Jitter downwards only (75-100 %), so jobs that failed together spread out and the cap still holds.
     delay *= 0.75 + 0.25 * rng()
-    return max(delay, retry_after or 0.0)
+    return float(max(delay, retry_after or 0.0))
 
 
 def read_state(root: str, key: str) -> TargetState | None:
@@ -117,9 +117,9 @@ def loop(config: Config, now: float | None = None, publish: Publisher | None = N
         except FileNotFoundError:
             continue  # another worker claimed it since the listing
         except JobError as exc:
-            claim = claims.claim(root, name, now)
-            if claim is not None:
-                _dead_letter_unreadable(claim, str(exc), result)
+            unreadable = claims.claim(root, name, now)
+            if unreadable is not None:
+                _dead_letter_unreadable(unreadable, str(exc), result)
             continue
         groups.setdefault(target_key(job.target), []).append(job)
     # Branches before tags, since a tag lands on the Hub commit its branch's publish makes; then the targets

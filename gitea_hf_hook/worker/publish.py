@@ -149,7 +149,7 @@ class _Run:
             for item in hubclient.commits(self.api, self.token, self.repo_id, self.repo_type, branch):
                 mark = marker_of(f"{item.get('title') or ''}\n{item.get('message') or ''}")
                 if mark == (self.commit, True):
-                    return item["id"]
+                    return str(item["id"])
         return None
 
     # -- branch ---------------------------------------------------------------------------------------------------

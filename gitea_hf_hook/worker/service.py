@@ -18,6 +18,7 @@ from collections.abc import Callable
 from ..config.model import Config
 from .loop import IDLE_POLL, Publisher, log, loop, say
 
+
 class _Stop:
     """Set by SIGTERM/SIGINT. A self-pipe wakes an idle wait; a handler must not take locks (threading.Event does)."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from tests.support.rules import CARD, GROUPS, RULE
 from tests.support.gitea_server import DISPATCHER, GITEA_STAND_IN, GiteaServer
+from tests.support.rules import CARD, GROUPS, RULE
 
 
 def test_install_writes_executable_hooks_beside_giteas_and_leaves_giteas_alone(server: GiteaServer):

@@ -7,22 +7,20 @@ import subprocess
 
 from gitea_hf_hook.spool.handoff import job_file_name
 from gitea_hf_hook.spool.job import parse
-from tests.support.gitea_server import Clone, GiteaServer, gitea_env
+from tests.support.gitea_server import Clone, GiteaServer, assert_rejected, gitea_env
 from tests.support.rules import GROUPS, RULE
 
 
 def test_a_broken_config_rejects_publishing_refs_and_lets_others_pass(clone: Clone, gitea: GiteaServer):
     gitea.config_path.write_text(gitea.config_path.read_text().replace("publishers:", "publisher:"))
     clone.commit()
-    result = clone.push("main")
-    assert not result.ok
-    assert result.remote == [
-        "hf-publish: rejected refs/heads/main of acme/bert-tiny, which may publish to the Hub: the publishing "
-        "config is broken, so nothing can be checked:",
-        f"  {gitea.config_path}:16: repos[0].publisher: unknown key; did you mean 'publishers'? "
-        "(fix config.yaml; README.md lists every key)",
-        "  (a Gitea admin must fix it; refs that do not publish are not affected)",
-    ]
+    assert_rejected(clone, "main", lines=[
+                                                   "hf-publish: rejected refs/heads/main of acme/bert-tiny, which may publish to the Hub: the publishing "
+                                                   "config is broken, so nothing can be checked:",
+                                                   f"  {gitea.config_path}:16: repos[0].publisher: unknown key; did you mean 'publishers'? "
+                                                   "(fix config.yaml; README.md lists every key)",
+                                                   "  (a Gitea admin must fix it; refs that do not publish are not affected)",
+                                                   ])
     other = clone.push("main:experiment")
     assert other.ok and other.remote == []
 

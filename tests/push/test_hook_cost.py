@@ -9,8 +9,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from tests.support.rules import CARD
 from tests.support.gitea_server import Clone, GiteaServer, gitea_env
+from tests.support.rules import CARD
 
 HEAVY = ("huggingface_hub", "click", "filelock", "httpx", "httpx2", "requests")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+from tests.support.gitea_server import Clone, GiteaServer, assert_rejected
 from tests.support.rules import CARD, GROUPS, RULE
-from tests.support.gitea_server import Clone, GiteaServer
 
 
 def rejected(ref: str) -> str:
@@ -32,11 +32,9 @@ def test_a_force_push_is_refused_unless_allowed(clone: Clone, gitea: GiteaServer
     assert clone.push("main").ok
     clone.git("reset", "--hard", "HEAD~1")
     clone.commit({"b.txt": "b"}, message="rewritten")
-    result = clone.push("main", force=True)
-    assert not result.ok
-    assert result.remote == [rejected("refs/heads/main"),
-                             "  refs/heads/main: force-push would rewrite history already published to "
-                             "acme/bert-tiny (push a new commit on top instead, or ask an admin to set allow_force_push)"]
+    assert_rejected(clone, "main", force=True, lines=[rejected("refs/heads/main"),
+                                                               "  refs/heads/main: force-push would rewrite history already published to "
+                                                               "acme/bert-tiny (push a new commit on top instead, or ask an admin to set allow_force_push)"])
     allow(gitea, "allow_force_push")
     assert clone.push("main", force=True).ok
 
@@ -47,10 +45,9 @@ def test_deleting_a_publishing_branch_is_refused_unless_allowed(clone: Clone, gi
     # Git itself refuses to delete the branch HEAD names; here Gitea's default branch is develop.
     subprocess.run(["git", "symbolic-ref", "HEAD", "refs/heads/develop"], cwd=clone.bare, check=True)
     assert clone.push(":other").ok  # not a publishing branch
-    result = clone.push(":main")
-    assert result.remote == [rejected("refs/heads/main"),
-                             "  refs/heads/main: deleting it would delete Hub branch main of acme/bert-tiny "
-                             "(ask an admin to set allow_delete if that is intended)"]
+    assert_rejected(clone, ":main", lines=[rejected("refs/heads/main"),
+                                                    "  refs/heads/main: deleting it would delete Hub branch main of acme/bert-tiny "
+                                                    "(ask an admin to set allow_delete if that is intended)"])
     allow(gitea, "allow_delete")
     jobs_before = len(gitea.queued_jobs())
     deleted = clone.push(":main")
@@ -84,11 +81,9 @@ def test_a_tag_on_a_commit_no_publishing_branch_has_is_refused(clone: Clone):
     clone.git("checkout", "--quiet", "-b", "experiment")
     commit = clone.commit({"x.txt": "x"})
     clone.git("tag", "v2.0")
-    result = clone.push("experiment", "v2.0")
-    assert not result.ok
-    assert result.remote == [rejected("refs/tags/v2.0"),
-                             f"  refs/tags/v2.0: tagged commit {commit[:12]} is not on a publishing branch "
-                             "(push it to main first, or in the same push)"]
+    assert_rejected(clone, "experiment", "v2.0", lines=[rejected("refs/tags/v2.0"),
+                                                                 f"  refs/tags/v2.0: tagged commit {commit[:12]} is not on a publishing branch "
+                                                                 "(push it to main first, or in the same push)"])
 
 
 def test_tags_that_do_not_match_are_not_published(clone: Clone, gitea: GiteaServer):
@@ -107,14 +102,12 @@ def test_a_tag_on_a_tree_or_a_blob_is_refused(clone: Clone):
     blob = clone.git("rev-parse", "HEAD:README.md")
     clone.git("tag", "-a", "v-tree", "-m", "a tree", tree)
     clone.git("tag", "v-blob", blob)
-    result = clone.push("v-tree", "v-blob")
-    assert not result.ok
-    assert result.remote == [
-        rejected("refs/tags/v-tree"),
-        "  refs/tags/v-tree: points at a tree, not a commit (tag a commit: git tag -a NAME COMMIT)",
-        rejected("refs/tags/v-blob"),
-        "  refs/tags/v-blob: points at a blob, not a commit (tag a commit: git tag -a NAME COMMIT)",
-    ]
+    assert_rejected(clone, "v-tree", "v-blob", lines=[
+                                                               rejected("refs/tags/v-tree"),
+                                                               "  refs/tags/v-tree: points at a tree, not a commit (tag a commit: git tag -a NAME COMMIT)",
+                                                               rejected("refs/tags/v-blob"),
+                                                               "  refs/tags/v-blob: points at a blob, not a commit (tag a commit: git tag -a NAME COMMIT)",
+                                                               ])
 
 
 def test_moving_a_published_tag_is_refused(clone: Clone):
@@ -123,11 +116,9 @@ def test_moving_a_published_tag_is_refused(clone: Clone):
     assert clone.push("main", "v1.0").ok
     clone.commit({"x.txt": "x"})
     clone.git("tag", "-f", "v1.0")
-    result = clone.push("main", "v1.0", force=True)
-    assert not result.ok
-    assert result.remote == [rejected("refs/tags/v1.0"),
-                             "  refs/tags/v1.0: moving a published tag rewrites acme/bert-tiny's tag v1.0 "
-                             "(create a new tag instead, or ask an admin to set allow_force_push)"]
+    assert_rejected(clone, "main", "v1.0", force=True, lines=[rejected("refs/tags/v1.0"),
+                                                                       "  refs/tags/v1.0: moving a published tag rewrites acme/bert-tiny's tag v1.0 "
+                                                                       "(create a new tag instead, or ask an admin to set allow_force_push)"])
 
 
 def test_deleting_a_release_tag_is_refused(clone: Clone):
@@ -150,6 +141,6 @@ def test_sha256_repositories_get_the_same_checks(server: GiteaServer, tmp_path):
     assert pushed.ok and pushed.remote[0].startswith(f"hf-publish: queued acme/bert-tiny@{first[:7]} ")
     clone.commit({"config.json": "{"})
     clone.git("tag", "-a", "v1.0", "-m", "release")
-    assert clone.push("main", "v1.0").remote == [
-        rejected("refs/heads/main"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)",
-        rejected("refs/tags/v1.0"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)"]
+    assert_rejected(clone, "main", "v1.0", lines=[
+                                                  rejected("refs/heads/main"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)",
+                                                  rejected("refs/tags/v1.0"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)"])

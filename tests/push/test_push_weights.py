@@ -7,8 +7,8 @@ import struct
 import zipfile
 from pathlib import Path
 
+from tests.support.gitea_server import Clone, GiteaServer, assert_rejected
 from tests.support.rules import CARD, GROUPS, RULE
-from tests.support.gitea_server import Clone, GiteaServer
 
 FIXTURES = Path(__file__).parents[1] / "checks" / "scanners" / "fixtures"
 HEADER = ("hf-publish: rejected refs/heads/main of acme/bert-tiny, which publishes to "
@@ -40,24 +40,24 @@ def test_well_formed_safetensors_in_git_lfs_are_accepted(clone: Clone):
 def test_a_safetensors_header_length_beyond_reason_is_refused_without_reading_it(clone: Clone):
     clone.write_lfs("model.safetensors", struct.pack("<Q", 2**62) + b"{}")
     clone.commit()
-    assert clone.push("main").remote == [
-        HEADER, "  model.safetensors: safetensors header length 4611686018427387904 exceeds the 100000000-byte "
-                "limit (re-save it with safetensors.torch.save_file)"]
+    assert_rejected(clone, "main", lines=[
+                                          HEADER, "  model.safetensors: safetensors header length 4611686018427387904 exceeds the 100000000-byte "
+                                          "limit (re-save it with safetensors.torch.save_file)"])
 
 
 def test_a_truncated_safetensors_file_is_refused(clone: Clone):
     header = b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
     clone.commit({"small.safetensors": safetensors(header, bytes(10))})
-    assert clone.push("main").remote == [
-        HEADER, "  small.safetensors: file is 6 bytes shorter than its safetensors header says (the file looks "
-                "truncated: push it again with Git LFS)"]
+    assert_rejected(clone, "main", lines=[
+                                          HEADER, "  small.safetensors: file is 6 bytes shorter than its safetensors header says (the file looks "
+                                          "truncated: push it again with Git LFS)"])
 
 
 def test_pickles_are_refused_by_default_with_the_way_out(clone: Clone):
     clone.write_lfs("pytorch_model.bin", (FIXTURES / "torch_state_dict_zip.pt").read_bytes())
     clone.commit()
-    assert clone.push("main").remote == [HEADER, "  pytorch_model.bin: pickle files can run code when loaded "
-                                                 "(convert the weights to safetensors)"]
+    assert_rejected(clone, "main", lines=[HEADER, "  pytorch_model.bin: pickle files can run code when loaded "
+                                          "(convert the weights to safetensors)"])
 
 
 def test_allowlist_accepts_a_real_torch_state_dict_from_git_lfs(server: GiteaServer, tmp_path: Path):
@@ -74,11 +74,11 @@ def test_allowlist_refuses_os_system_through_global_and_stack_global(server: Git
     global_op = b"cos\nsystem\n(S'echo pwned'\ntR."
     stack_global = (b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x0aecho pwned\x94\x85\x94R\x94.")
     clone.commit({"a.pkl": global_op, "b.pt": stack_global})
-    assert clone.push("main").remote == [
-        HEADER,
-        f"  a.pkl: pickle imports os.system, which can run code when loaded {IMPORT_HINT}",
-        f"  b.pt: pickle imports os.system, which can run code when loaded {IMPORT_HINT}",
-    ]
+    assert_rejected(clone, "main", lines=[
+                                          HEADER,
+                                          f"  a.pkl: pickle imports os.system, which can run code when loaded {IMPORT_HINT}",
+                                          f"  b.pt: pickle imports os.system, which can run code when loaded {IMPORT_HINT}",
+                                          ])
 
 
 def test_allowlist_refuses_eval_hidden_in_a_torch_zip(server: GiteaServer, tmp_path: Path):
@@ -90,6 +90,6 @@ def test_allowlist_refuses_eval_hidden_in_a_torch_zip(server: GiteaServer, tmp_p
         z.writestr("archive/version", "3\n")
     clone.write_lfs("model.ckpt", archive.getvalue())
     clone.commit()
-    assert clone.push("main").remote == [
-        HEADER, f"  model.ckpt: archive/data.pkl: pickle imports builtins.eval, which can run code when loaded "
-                f"{IMPORT_HINT}"]
+    assert_rejected(clone, "main", lines=[
+                                          HEADER, f"  model.ckpt: archive/data.pkl: pickle imports builtins.eval, which can run code when loaded "
+                                          f"{IMPORT_HINT}"])

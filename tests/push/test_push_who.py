@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.gitea_server import Clone, GiteaServer
+from tests.support.gitea_server import Clone, GiteaServer, assert_rejected
 
 HEADER = ("hf-publish: rejected refs/heads/main of acme/bert-tiny, which publishes to "
           "https://huggingface.co/acme/bert-tiny (branch main):")
@@ -25,19 +25,15 @@ def test_a_member_of_a_publishing_group_may_publish_over_http(clone: Clone):
 
 def test_someone_not_listed_is_told_who_may(clone: Clone, gitea: GiteaServer):
     clone.commit()
-    result = clone.push("main", user="carol")
-    assert not result.ok
-    assert result.remote == [HEADER, "  refs/heads/main: carol may not publish to acme/bert-tiny "
-                                     "(publishers: alice, @ml-release; ask a Gitea admin to add you)"]
+    assert_rejected(clone, "main", user="carol", lines=[HEADER, "  refs/heads/main: carol may not publish to acme/bert-tiny "
+                                                                 "(publishers: alice, @ml-release; ask a Gitea admin to add you)"])
     assert gitea.queued_jobs() == []
 
 
 def test_a_push_without_gitea_identity_is_refused(clone: Clone):
     clone.commit()
-    result = clone.push("main", user=None)
-    assert result.remote == [HEADER, "  refs/heads/main: no Gitea pusher identity "
-                                     "(push through Gitea over SSH or HTTP so it knows who you are)"]
-    assert not result.ok
+    assert_rejected(clone, "main", user=None, lines=[HEADER, "  refs/heads/main: no Gitea pusher identity "
+                                                              "(push through Gitea over SSH or HTTP so it knows who you are)"])
 
 
 def test_a_push_straight_into_the_bare_repository_is_refused(clone: Clone):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Exactly what Gitea writes as hooks/pre-receive and hooks/post-receive (modules/repository/hooks.go).
 DISPATCHER = """#!/usr/bin/env bash
@@ -162,7 +163,7 @@ class Clone:
         path.mkdir(parents=True, exist_ok=True)
         self.git("init", "--quiet", "--initial-branch=main", f"--object-format={object_format}")
 
-    def git(self, *args: str, input: bytes | None = None) -> str:
+    def git(self, *args: str, input: bytes | None = None) -> str:  # noqa: A002 - as subprocess.run names it
         proc = subprocess.run(["git", *args], cwd=self.path, input=input, capture_output=True)
         if proc.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr.decode()}")
@@ -186,6 +187,12 @@ class Clone:
         self.git("add", "-A")
         self.git("commit", "--quiet", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD")
+
+    def server_refs(self) -> dict[str, str]:
+        """Every ref of the Gitea repository and what it points at."""
+        out = subprocess.run(["git", "for-each-ref", "--format=%(refname) %(objectname)"], cwd=self.bare,
+                             capture_output=True, check=True, text=True).stdout
+        return dict(line.split(" ", 1) for line in out.splitlines())
 
     def push(self, *refspecs: str, user: str | None = "alice", via: str = "ssh", deploy_key: int = 0,
              force: bool = False, env: dict[str, str] | None = None) -> PushResult:
@@ -232,3 +239,14 @@ def gitea_env(owner: str, name: str, user: str | None, *, via: str = "ssh", depl
     if via == "none":
         return {}
     return env
+
+
+def assert_rejected(clone: Clone, *refspecs: str, lines: list[str], **options: Any) -> PushResult:
+    """Push as ``clone.push`` does and assert what a refused pusher meets: git reports failure, every ref of the
+    Gitea repository stays where it was, and the hook printed exactly ``lines``."""
+    before = clone.server_refs()
+    result = clone.push(*refspecs, **options)
+    assert result.remote == lines
+    assert not result.ok, result.output
+    assert clone.server_refs() == before, "a rejected push moved a ref"
+    return result

@@ -20,8 +20,18 @@ from gitea_hf_hook.errors import PublishError
 from gitea_hf_hook.spool.state import PublishResult
 from tests.support.gitea_server import GiteaServer
 from tests.support.hub import Hub
-from tests.support.publishing import (HUB_GITATTRIBUTES, READ_TOKEN, RULE, TOKEN, configure, git_files,
-                                   lfs_store_object, publish_job, take_job, tree_text)
+from tests.support.publishing import (
+    HUB_GITATTRIBUTES,
+    READ_TOKEN,
+    RULE,
+    TOKEN,
+    configure,
+    git_files,
+    lfs_store_object,
+    publish_job,
+    take_job,
+    tree_text,
+)
 
 CARD = "---\nlicense: mit\n---\n# tiny model\n"
 WEIGHTS = bytes(range(256)) * 64          # 16 KiB of binary: stored as LFS on the Hub

@@ -20,9 +20,8 @@ from gitea_hf_hook.errors import PublishError
 from gitea_hf_hook.spool import handoff, layout
 from gitea_hf_hook.spool.job import Job, dump
 from gitea_hf_hook.spool.state import PublishResult, TargetState, target_key
-from gitea_hf_hook.worker import housekeeping
+from gitea_hf_hook.worker import housekeeping, service
 from gitea_hf_hook.worker import loop as worker
-from gitea_hf_hook.worker import service
 from tests.support.gitea_server import Clone, GiteaServer
 from tests.support.jobs import T0, folders, jid, make_job, python, read_job
 

@@ -62,7 +62,8 @@ def check_model_card(
 
     ``required`` lists front-matter keys that must be present and non-empty; a non-empty ``licenses`` allow-list
     implies ``license`` is required and every declared license must be in it (case-insensitive, like Hub ids);
-    ``metrics`` maps a metric type to a threshold (operator, number) as the config schema reads it, and every ``model-index`` result
+    ``metrics`` maps a metric type to a threshold, an (operator, number) pair as the config schema reads it, and
+    every ``model-index`` result
     reporting that metric must meet it. An empty list means the card is acceptable.
     """
     text = _decode(data)
@@ -122,11 +123,11 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
         self.built_from: dict[int, yaml.Node] = {}
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                line = self._offset + self.peek_event().start_mark.line + 1
+                line = self._offset + self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
                 raise _Rejected(f"model card front matter nests deeper than {MAX_DEPTH} levels", line)
             return super().compose_node(parent, index)
         finally:

@@ -19,7 +19,7 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from . import MAX_FINDINGS, PICKLE_SUFFIXES, Finding, Findings, shown
 
@@ -250,7 +250,10 @@ class _Scanner:
                 note(f"pickle imports {shown(full)}, which can run code when loaded")
 
         try:
-            for op, arg, pos in pickletools.genops(reader):
+            # genops reads any object with read, readline and tell; its arguments are typed by opcode.
+            for op, value, offset in pickletools.genops(reader):  # type: ignore[arg-type]
+                arg: Any = value
+                pos = offset or 0
                 self.opcodes += 1
                 if self.opcodes > MAX_OPCODES:
                     raise _TooLarge(f"pickle has more than {MAX_OPCODES:,} opcodes, too many to check")

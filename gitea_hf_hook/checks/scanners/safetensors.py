@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from . import Finding, Findings, shown
 
@@ -147,9 +147,9 @@ def _check_tensor(name: str, info: Any, limit: int, found: Findings) -> tuple[in
         found.add(f'tensor "{label}" has invalid data_offsets: they must be [begin, end] with 0 <= begin <= end')
         return None
 
-    begin, end = offsets
+    begin, end = cast("list[int]", offsets)  # offsets_ok says so
     if bits is not None and shape_ok:
-        count = _element_count(shape, limit)
+        count = _element_count(cast("list[int]", shape), limit)
         if count is None:
             found.add(f'tensor "{label}" has a shape larger than the whole file')
         elif count * bits % 8:

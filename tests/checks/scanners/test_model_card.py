@@ -8,8 +8,7 @@ import tracemalloc
 import pytest
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
-from gitea_hf_hook.checks.scanners import Finding
-from gitea_hf_hook.checks.scanners import model_card
+from gitea_hf_hook.checks.scanners import Finding, model_card
 from gitea_hf_hook.checks.scanners.model_card import check_model_card
 from gitea_hf_hook.config.schema import parse_threshold
 

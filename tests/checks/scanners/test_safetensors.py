@@ -8,8 +8,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from gitea_hf_hook.checks.scanners import Finding
-from gitea_hf_hook.checks.scanners import MAX_FINDINGS
+from gitea_hf_hook.checks.scanners import MAX_FINDINGS, Finding
 from gitea_hf_hook.checks.scanners.safetensors import check_safetensors
 
 RESAVE = "re-save it with safetensors.torch.save_file"
@@ -208,7 +207,7 @@ def test_metadata_must_map_strings_to_strings() -> None:
 
 def test_duplicate_tensor_name() -> None:
     entry = '{"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}'
-    header = ('{"w": %s, "w": %s}' % (entry, entry)).encode()
+    header = f'{{"w": {entry}, "w": {entry}}}'.encode()
     assert problems(raw_file(header, b"x")) == ['safetensors header lists "w" more than once']
 
 

@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from ..config.globs import compile_path_glob
-from ..config.model import CardRule, Checks, Config, RepoRule
-from ..config.paths import hub_path, unfit
+from ..config.model import CardRule, Checks, Config, RepoRule, unfit
 from ..gitea import git, lfs
 from .problems import Problem, show_path
 from .scanners import PICKLE_SUFFIXES, Finding
@@ -161,7 +160,7 @@ def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list
     problems: list[Problem] = []
     blobs: list[tuple[str, str, str]] = []  # (shown path, lowercase name, oid)
     for entry in entries:
-        published = hub_path(rule, entry.path)
+        published = rule.hub_path(entry.path)
         if published is None:
             continue
         shown = show_path(entry.path)

@@ -19,6 +19,8 @@ REPO_TYPES = ("model", "dataset", "space")
 PICKLE_MODES = ("deny", "allowlist", "allow")
 SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}\Z")
+# The client refuses these path segments (huggingface_hub's _validate_path_in_repo and FORBIDDEN_FOLDERS).
+FORBIDDEN_SEGMENTS = (".git", ".cache")
 # How the Hub spells a repository in URLs and API paths, by type.
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
@@ -26,6 +28,26 @@ _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 def hub_repo_path(repo_type: str, hub_repo: str) -> str:
     """``acme/bert``, ``datasets/acme/corpus`` or ``spaces/acme/demo``: the repository as the Hub's URLs name it."""
     return _URL_PREFIX.get(repo_type, f"{repo_type}s/") + hub_repo
+
+
+def unfit(path: str) -> str | None:
+    """Why the Hub cannot hold ``path`` (from :meth:`RepoRule.hub_path`), or None when it can.
+
+    The pre-receive hook rejects a push that carries such a path inside a rule's scope, so that no file passes
+    every check and is then never published.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8, which the Hub requires"
+    for segment in path.split("/"):
+        if not segment:
+            return "the Hub cannot hold a path with an empty segment"
+        if segment in (".", ".."):
+            return f"the Hub cannot hold a path with a '{segment}' segment"
+        if segment in FORBIDDEN_SEGMENTS:
+            return f"the Hub cannot hold files under a {segment}/ folder"
+    return None
 
 
 class CardRule(NamedTuple):
@@ -123,6 +145,19 @@ class RepoRule(NamedTuple):
         """Whether a path relative to ``subdir`` is published under ``include`` and ``exclude``."""
         return (any(compile_path_glob(p).match(path) for p in self.include)
                 and not any(compile_path_glob(p).match(path) for p in self.exclude))
+
+    def hub_path(self, raw: bytes) -> str | None:
+        """Where a git path lands on the Hub: under ``subdir``, if ``include`` and ``exclude`` publish it; else None.
+
+        This is the one mapping push time and the worker share. Undecodable bytes survive as surrogates, so the
+        caller can still name the path; :func:`unfit` refuses it.
+        """
+        path = raw.decode("utf-8", "surrogateescape")
+        if self.subdir:
+            if not path.startswith(self.subdir + "/"):
+                return None
+            path = path[len(self.subdir) + 1:]
+        return path if self.publishes(path) else None
 
 
 class WorkerSettings(NamedTuple):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 from _signal import SIGPIPE  # type: ignore[import-not-found]  # the C module: the signal wrapper costs an import
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -23,6 +22,9 @@ SYMLINK = "120000"
 SUBMODULE = "160000"
 REGULAR_MODES = ("100644", "100755")
 _INTACT_HINT = "check that the repository is intact with git fsck"
+# What a pipe holds before a writer blocks: Linux's default is 16 pages, and no supported system has less than
+# 4 KiB (PIPE_BUF). A request this small is written whole before git answers.
+_PIPE_CAPACITY = 4096
 
 
 class Entry(NamedTuple):
@@ -169,12 +171,11 @@ def _batch(option: str, specs: list[str], cwd: str | None,
             os.close(fd)
     stdin = open(in_w, "wb")
     stdout = open(out_r, "rb")
+    request = "".join(spec + "\n" for spec in specs).encode()
 
     def feed() -> None:
-        # A writer thread, because git answers while we are still asking: with both sides on one thread a
-        # large request list fills one pipe while git blocks on the other.
         try:
-            stdin.write("".join(spec + "\n" for spec in specs).encode())
+            stdin.write(request)
             stdin.flush()
         except BrokenPipeError:
             pass  # git stopped reading: the caller abandoned the batch
@@ -184,8 +185,17 @@ def _batch(option: str, specs: list[str], cwd: str | None,
             except BrokenPipeError:
                 pass
 
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
+    writer = None
+    if len(request) <= _PIPE_CAPACITY:
+        feed()  # the pipe takes it whole at once, whatever git does meanwhile
+    else:
+        # A writer thread, because git answers while we are still asking: with both sides on one thread a
+        # large request list fills one pipe while git blocks on the other. Imported only here: threading
+        # costs every push an import it rarely needs.
+        import threading
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
     try:
         for _ in specs:
             header = stdout.readline()
@@ -214,7 +224,8 @@ def _batch(option: str, specs: list[str], cwd: str | None,
         # Closing our end first lets a git still answering die of SIGPIPE, which in turn unblocks the writer
         # when the caller stopped reading early.
         stdout.close()
-        writer.join()
+        if writer is not None:
+            writer.join()
         _wait(pid)
 
 

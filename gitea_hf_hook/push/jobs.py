@@ -7,7 +7,7 @@ import time
 
 from ..config.model import Config
 from ..gitea.environment import Push
-from ..spool import handoff
+from ..spool import layout
 from ..spool.job import Job, PushRecord, Request, new_id
 from .policy import Verdict
 from .report import PREFIX
@@ -60,4 +60,4 @@ def prepare_jobs(config: Config, push: Push, verdicts: list[Verdict]) -> None:
         if commit is None:
             continue  # names no commit: git refused the update already, or will
         job = job_for(push, verdict, repo_dir, commit)
-        handoff.prepare(config.spool, job, notice(config, job))
+        layout.prepare(config.spool, job, notice(config, job))

@@ -1,6 +1,6 @@
 """The post-receive hook: queue the jobs pre-receive prepared, and tell the pusher. Never fails the push.
 
-It runs after every push, so it imports only ``os``, ``sys``, the hook input and the spool handoff: the spool's
+It runs after every push, so it imports only ``os``, ``sys``, the hook input and the spool layout: the spool's
 path comes from the config cache pre-receive left, and the full config loader is used only when there is none.
 """
 
@@ -11,9 +11,7 @@ import sys
 
 from ..config import cache
 from ..gitea.hook_input import parse_updates, passes_untouched
-from ..spool import handoff
-from ..spool.layout import fsync_dir
-from .report import PREFIX
+from ..spool import layout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,9 +50,9 @@ def queue_prepared(config_file: str, stdin: str, environ: Mapping[str, str]) -> 
     repo_dir = os.path.abspath(environ.get("GIT_DIR", "."))
     lines = []
     for update in updates:
-        lines += handoff.promote(spool_dir, repo_dir, update.ref, update.new)
+        lines += layout.promote(spool_dir, repo_dir, update.ref, update.new)
     if lines:
-        fsync_dir(os.path.join(spool_dir, "queue"))
+        layout.fsync_dir(os.path.join(spool_dir, "queue"))
     return lines
 
 
@@ -78,6 +76,8 @@ def main(argv: list[str]) -> int:
     try:
         lines = queue_prepared(argv[1], stdin, os.environ)
     except Exception:  # noqa: BLE001 - a landed push must not look failed; the worker sweeps tmp/
+        from .report import PREFIX
+
         lines = [f"{PREFIX} warning: the publish job is not queued yet; the worker will queue it from the "
                  f"spool (details for the admin in {_record_failure(argv[1])})"]
     sys.stderr.write("".join(line + "\n" for line in lines))

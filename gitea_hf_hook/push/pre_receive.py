@@ -15,7 +15,6 @@ from ..config.model import Config
 from ..errors import ConfigError
 from ..gitea.environment import Push, read_push
 from ..gitea.hook_input import Update, is_internal, parse_updates
-from .failures import log_failure
 from .report import PREFIX
 
 
@@ -82,6 +81,8 @@ def main(argv: list[str]) -> int:
     try:
         return pre_receive(config, push, updates)
     except Exception:  # noqa: BLE001 - the last line of defence: one line to the pusher, the rest to the log
+        from .failures import log_failure
+
         where = log_failure(config, push, hook)
         from .policy import publishing
 

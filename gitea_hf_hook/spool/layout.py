@@ -4,6 +4,12 @@ Layout: ``tmp/`` (being written), ``queue/`` (waiting), ``active/`` (claimed by 
 ``failed/`` (dead letter) and ``state/``. A job is written to ``tmp/``, fsynced, then renamed into ``queue/``
 and the directory fsynced, so a reader never sees half a job and a crash loses none. Queueing takes no lock;
 only claims do. This module stays light: post-receive imports it, and it must not pull in ``filelock``.
+
+The hand-off between the two hooks lives here too. pre-receive, which has the config loaded and the commits
+peeled, writes each accepted update's job to ``tmp/prepared-...`` (fsynced); post-receive, once git has updated
+the refs, only renames it into ``queue/``. That keeps post-receive to a few milliseconds, and a job survives even a
+post-receive that never ran: the worker promotes a prepared job whose ref now points at its commit, and drops one
+whose push was refused after pre-receive.
 """
 
 from __future__ import annotations
@@ -84,3 +90,72 @@ def job_names(spool: str, folder: str) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(n for n in names if n.endswith(".json") and not n.startswith("."))
+
+
+# --- the hand-off between pre-receive and post-receive ---------------------------------------------------------
+
+PREPARED = "prepared-"
+
+
+def _identity(repo_dir: str, ref: str, new: str) -> str:
+    # NUL cannot occur in a path or a ref name, so the three fields cannot run into each other.
+    return f"{repo_dir}\0{ref}\0{new}"
+
+
+def job_file_name(prepared: str) -> str:
+    """``<id>.json`` for the prepared file ``prepared-<new>-<id>.json``: the name the job parser checks."""
+    return prepared.split("-", 2)[2]
+
+
+def prepare(spool: str, job: Job, notice: str) -> str:
+    """Write a job to ``tmp/`` for post-receive to queue, with the line to show then; returns the job's id.
+
+    The job is ``tmp/prepared-<new>-<id>.json``. Beside it, ``.notice`` holds the update it belongs to
+    (repository folder, ref and new id) and the line for the pusher, so that post-receive checks and moves it
+    without parsing JSON.
+    """
+    from .job import dump
+
+    request = job.request
+    base = os.path.join(spool, "tmp", f"{PREPARED}{request.new}-{job.id}")
+    with open(base + ".notice", "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(_identity(request.repo_dir, request.ref, request.new) + "\n" + notice)
+    write_atomic(os.path.dirname(base), os.path.basename(base) + ".json", dump(job), spool)
+    return job.id
+
+
+def queue_prepared(spool: str, name: str) -> str:
+    """Move the prepared job ``tmp/name`` into ``queue/``, dropping its notice; returns the job's id. The caller
+    fsyncs queue/."""
+    job_name = job_file_name(name)
+    os.rename(os.path.join(spool, "tmp", name), os.path.join(spool, "queue", job_name))
+    try:
+        os.unlink(os.path.join(spool, "tmp", name.removesuffix(".json") + ".notice"))
+    except FileNotFoundError:
+        pass
+    return job_name.removesuffix(".json")
+
+
+def promote(spool: str, repo_dir: str, ref: str, new: str) -> list[str]:
+    """Queue the jobs prepared for exactly this update; returns their notices. The caller fsyncs queue/.
+
+    A job is promoted only when its notice names this repository folder, ref and new id, compared whole: a
+    prepared job of another update, or one whose notice is lost, is left for the worker's housekeeping, which
+    reads the job itself.
+    """
+    tmp = os.path.join(spool, "tmp")
+    start, identity = f"{PREPARED}{new}-", _identity(repo_dir, ref, new)
+    notices = []
+    for name in os.listdir(tmp):
+        if not (name.startswith(start) and name.endswith(".json")):
+            continue
+        try:
+            with open(os.path.join(tmp, name.removesuffix(".json") + ".notice"), encoding="utf-8",
+                      errors="surrogateescape") as f:
+                recorded, _, notice = f.read().partition("\n")
+        except FileNotFoundError:
+            continue
+        if recorded == identity:
+            queue_prepared(spool, name)
+            notices.append(notice)
+    return notices

@@ -14,7 +14,7 @@ from ..errors import GitError, JobError
 from ..gitea import git
 from ..gitea.hook_input import is_zero
 from ..redact import redact
-from ..spool import claims, handoff, layout
+from ..spool import claims, layout
 from ..spool.job import parse
 
 log = logging.getLogger("gitea_hf_hook.worker")
@@ -43,7 +43,7 @@ def sweep(config: Config, now: float) -> None:
             path = os.path.join(root, folder, name)
             try:
                 mtime = os.stat(path).st_mtime
-                if folder == "tmp" and name.startswith(handoff.PREPARED) and name.endswith(".json"):
+                if folder == "tmp" and name.startswith(layout.PREPARED) and name.endswith(".json"):
                     if mtime < now - PREPARED_GRACE:
                         _settle_prepared(root, name)
                 elif mtime < now - (config.worker.keep_done_days * 86400 if folder == "done" else STALE_TMP):
@@ -69,7 +69,7 @@ def _settle_prepared(root: str, name: str) -> None:
     with open(path, "rb") as f:
         data = f.read()
     try:
-        job = parse(handoff.job_file_name(name), data)
+        job = parse(layout.job_file_name(name), data)
     except JobError as exc:
         os.unlink(path)
         _say(f"dropped unreadable prepared job tmp/{name}: {exc}", logging.WARNING)
@@ -83,7 +83,7 @@ def _settle_prepared(root: str, name: str) -> None:
         current = "unreadable"  # the repository is gone: nothing left to publish
     if current == new or (current is None and is_zero(new)):
         try:
-            handoff.promote(root, repo_dir, ref, new)
+            layout.queue_prepared(root, name)
         except FileNotFoundError:
             return  # post-receive got there after all
         layout.fsync_dir(os.path.join(root, "queue"))

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..checks.problems import show_path
-from ..config.model import RepoRule
-from ..config.paths import hub_path as _hub_path
-from ..config.paths import unfit
+from ..config.model import RepoRule, unfit
 from ..errors import GitError, PublishError
 from ..gitea import git, lfs
 from ..gitea.git import REGULAR_MODES
@@ -48,7 +46,7 @@ def hub_path(rule: RepoRule, path: bytes) -> str | None:
     The pre-receive hook rejects paths the Hub cannot hold; one that got in anyway (pushed before our hooks
     were installed) fails the publish by name rather than being silently left out.
     """
-    published = _hub_path(rule, path)
+    published = rule.hub_path(path)
     if published is not None and (why := unfit(published)):
         raise PublishError(f"{show_path(path)}: {why}",
                            "rename or remove it in git, or exclude it in the rule, then push again")

@@ -13,8 +13,7 @@ import pytest
 
 from gitea_hf_hook.checks.content import check
 from gitea_hf_hook.checks.problems import Problem
-from gitea_hf_hook.config.model import Config, RepoRule
-from gitea_hf_hook.config.paths import hub_path, unfit
+from gitea_hf_hook.config.model import Config, RepoRule, unfit
 from gitea_hf_hook.config.schema import parse
 
 MIB = 1024 * 1024
@@ -212,11 +211,11 @@ def test_only_files_under_subdir_and_include_minus_exclude_are_checked(make_rule
 
 def test_hub_paths_drop_subdir_and_keep_undecodable_bytes_nameable(make_rule):
     _, rule = make_rule('    subdir: release\n    exclude: ["*.tmp"]\n')
-    assert hub_path(rule, b"release/a/b.json") == "a/b.json"
-    assert hub_path(rule, b"releases/a.json") is None
-    assert hub_path(rule, b"release") is None
-    assert hub_path(rule, b"release/x.tmp") is None
-    path = hub_path(rule, b"release/\xe9.txt")
+    assert rule.hub_path(b"release/a/b.json") == "a/b.json"
+    assert rule.hub_path(b"releases/a.json") is None
+    assert rule.hub_path(b"release") is None
+    assert rule.hub_path(b"release/x.tmp") is None
+    path = rule.hub_path(b"release/\xe9.txt")
     assert path == "\udce9.txt" and unfit(path) == "file name is not valid UTF-8, which the Hub requires"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from gitea_hf_hook.spool.handoff import job_file_name
 from gitea_hf_hook.spool.job import parse
+from gitea_hf_hook.spool.layout import job_file_name
 from tests.support.gitea_server import Clone, GiteaServer, assert_rejected, gitea_env
 from tests.support.rules import GROUPS, RULE
 

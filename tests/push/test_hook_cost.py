@@ -51,7 +51,7 @@ def test_the_hook_path_never_imports_the_hub_client_or_the_cli(gitea: GiteaServe
     env = {**os.environ, **gitea_env("acme", "bert-tiny", "alice"), "HOME": str(gitea.home)}
     expected = {"pre-receive": ("gitea_hf_hook.push.policy", HEAVY),
                 # post-receive only renames what pre-receive prepared: no YAML, no git, no policy.
-                "post-receive": ("gitea_hf_hook.spool.handoff",
+                "post-receive": ("gitea_hf_hook.spool.layout",
                                  HEAVY + ("yaml", "json", "re", "typing", "subprocess", "gitea_hf_hook.push.policy"))}
     for hook, (needed, forbidden) in expected.items():
         # The installed hook's own command line, with Python asked to report every import.

@@ -51,7 +51,7 @@ def test_a_reader_never_sees_half_a_job(root: str) -> None:
 
 
 def test_the_hook_side_of_the_spool_does_not_import_filelock() -> None:
-    code = "import sys, gitea_hf_hook.spool.handoff, gitea_hf_hook.spool.job; print('filelock' in sys.modules)"
+    code = "import sys, gitea_hf_hook.spool.layout, gitea_hf_hook.spool.job; print('filelock' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout == "False\n"
@@ -198,3 +198,27 @@ def test_old_lock_files_of_finished_jobs_are_removed(root: str) -> None:
     assert claims.remove_stale_locks(root, T0, 3600) == 1
     assert sorted(os.listdir(Path(root, "state", "locks"))) == ["job-20270115-080000-00000001.lock",
                                                                "job-20270115-080000-00000003.lock"]
+
+
+def test_post_receive_queues_only_the_job_prepared_for_exactly_its_update(root: str) -> None:
+    mine = make_job(1, repo_dir="/srv/gitea/acme/bert-tiny.git")
+    # Same new id and ref in another repository, and the same repository on another branch.
+    other_repo = make_job(2, repo_dir="/srv/gitea/acme/other.git", commit=mine.commit)
+    other_ref = make_job(3, revision="dev", commit=mine.commit)
+    for job in (mine, other_repo, other_ref):
+        layout.prepare(root, job, f"hf-publish: queued {job.id}")
+    queued = layout.promote(root, mine.request.repo_dir, "refs/heads/main", mine.commit)
+    assert queued == [f"hf-publish: queued {mine.id}"]
+    assert layout.job_names(root, "queue") == [mine.id + ".json"]
+    assert sorted(n for n in os.listdir(Path(root, "tmp")) if n.endswith(".json")) == [
+        f"prepared-{mine.commit}-{other_repo.id}.json", f"prepared-{mine.commit}-{other_ref.id}.json"]
+
+
+def test_a_prepared_job_whose_notice_is_lost_waits_for_the_worker(root: str) -> None:
+    job = make_job(1)
+    layout.prepare(root, job, "hf-publish: queued")
+    os.unlink(Path(root, "tmp", f"prepared-{job.commit}-{job.id}.notice"))
+    assert layout.promote(root, job.request.repo_dir, job.request.ref, job.commit) == []
+    assert layout.job_names(root, "queue") == []
+    assert layout.queue_prepared(root, f"prepared-{job.commit}-{job.id}.json") == job.id
+    assert layout.job_names(root, "queue") == [job.id + ".json"]

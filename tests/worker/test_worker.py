@@ -17,7 +17,7 @@ import pytest
 from gitea_hf_hook.config.load import load
 from gitea_hf_hook.config.model import Config, WorkerSettings
 from gitea_hf_hook.errors import PublishError
-from gitea_hf_hook.spool import handoff, layout
+from gitea_hf_hook.spool import layout
 from gitea_hf_hook.spool.job import Job, dump
 from gitea_hf_hook.spool.state import PublishResult, TargetState, target_key
 from gitea_hf_hook.worker import housekeeping, service
@@ -284,8 +284,8 @@ def test_a_prepared_job_whose_post_receive_never_ran_is_queued_if_its_push_lande
     work = Clone(server, bare, "acme", "bert-tiny", tmp_path / "work")
     landed = work.commit({"README.md": "hi"})
     assert work.push("main", via="none").ok
-    handoff.prepare(config.spool, make_job(1, repo_dir=str(bare), commit=landed), "hf-publish: queued 1")
-    handoff.prepare(config.spool, make_job(2, repo_dir=str(bare), revision="dev"), "hf-publish: queued 2")
+    layout.prepare(config.spool, make_job(1, repo_dir=str(bare), commit=landed), "hf-publish: queued 1")
+    layout.prepare(config.spool, make_job(2, repo_dir=str(bare), revision="dev"), "hf-publish: queued 2")
     for prepared in Path(config.spool, "tmp").iterdir():  # as if pre-receive wrote them 700 s ago
         os.utime(prepared, (T0 - 700, T0 - 700))
     recorder = Recorder()

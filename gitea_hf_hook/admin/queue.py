@@ -83,7 +83,7 @@ def check_spool(root: str) -> None:
     """SpoolError unless ``root`` is a spool: an empty report on a mistyped path would mislead."""
     if not os.path.isdir(os.path.join(root, "queue")):
         raise SpoolError(f"there is no spool at {root}",
-                         "run gitea-hf-hook install (it creates the spool), or fix spool: in config.yaml")
+                         "run gitea-hf-hook install, which creates the spool, or fix spool: in config.yaml")
 
 
 def entries(root: str, folders: tuple[str, ...] = ("queue", "active", "failed")) -> list[Entry]:

@@ -44,7 +44,7 @@ def writable_problem(spool: str) -> tuple[str, str] | None:
         folder = os.path.join(spool, name)
         if not os.path.isdir(folder):
             return (f"the publish queue {folder} does not exist, so this push could not be published",
-                    "an admin must run: gitea-hf-hook install (it creates the spool)")
+                    "an admin must run gitea-hf-hook install, which creates the spool")
         if not os.access(folder, os.W_OK | os.X_OK):
             return (f"the publish queue {folder} is not writable by the Gitea server, so this push could not be "
                     "published", "an admin must make the spool writable by the user Gitea runs as")

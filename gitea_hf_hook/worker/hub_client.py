@@ -56,7 +56,7 @@ def read_token(config: Config, hub_repo: str) -> str:
     if path is None:
         raise PublishError(f"no Hub token for namespace {namespace}: hub.tokens has no entry {namespace!r} "
                            f"and no '*' fallback in {config.path}",
-                           f"add hub.tokens.{namespace}: /path/to/token-file (a token with write access)")
+                           f"add hub.tokens.{namespace}: /path/to/token-file, holding a token with write access")
     try:
         with open(path, encoding="utf-8") as f:
             lines = [line.strip() for line in f if line.strip()]

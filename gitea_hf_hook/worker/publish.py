@@ -40,7 +40,7 @@ def publish(config: Config, job: Job, state: TargetState | None, *,
     ``api_factory(endpoint=..., token=...)`` and defaults to ``huggingface_hub.HfApi``. A change of ``scope``
     (the rule's file selection) since ``state`` forces a full comparison with the Hub.
     """
-    from . import hub_client as hubclient
+    from . import hub_client
 
     target = job.target
     full_name = job.request.repository
@@ -48,13 +48,13 @@ def publish(config: Config, job: Job, state: TargetState | None, *,
     if rule is None:
         raise PublishError(f"{full_name} no longer matches any repos entry of {config.path}",
                            "nothing to publish; add a rule and push again if it should publish")
-    token = hubclient.read_token(config, target.hub_repo)
-    token_hint = f"the file named by hub.tokens.{hubclient.token_key(config, target.hub_repo)}"
-    hubclient.prepare(config)
-    api = (api_factory or hubclient.make_api)(endpoint=config.hub_endpoint, token=token)
+    token = hub_client.read_token(config, target.hub_repo)
+    token_hint = f"the file named by hub.tokens.{hub_client.token_key(config, target.hub_repo)}"
+    hub_client.prepare(config)
+    api = (api_factory or hub_client.make_api)(endpoint=config.hub_endpoint, token=token)
     run = _Run(config, job, rule, api, token)
     try:
-        with hubclient.session(config.worker.timeout_seconds):
+        with hub_client.session(config.worker.timeout_seconds):
             if is_zero(job.request.new):
                 return run.delete_ref()
             if target.kind == "tag":
@@ -65,10 +65,10 @@ def publish(config: Config, job: Job, state: TargetState | None, *,
     except GitError as exc:
         raise PublishError(f"reading {full_name} failed: {exc.message}", exc.hint) from None
     except Exception as exc:  # noqa: BLE001 - classified below; anything else is a bug and propagates
-        error = hubclient.as_publish_error(exc, run.doing, token=token, token_hint=token_hint)
+        error = hub_client.as_publish_error(exc, run.doing, token=token, token_hint=token_hint)
         if error is None:
             if isinstance(exc, (ValueError, OSError)):  # the client's own validation; unreadable local files
-                error = PublishError(hubclient.scrub(f"{run.doing}: {exc}", token),
+                error = PublishError(hub_client.scrub(f"{run.doing}: {exc}", token),
                                      "fix the cause above, then push again or requeue the job")
             else:
                 raise
@@ -126,7 +126,7 @@ class _Run:
             if not self.rule.create:
                 raise PublishError(f"the Hub repository {self.what} does not exist, or the token cannot see it, "
                                    f"and repos[{self.rule.position}] has create: false",
-                                   "create it on the Hub (or set create: true), or give the token access") from None
+                                   "create it on the Hub or set create: true, or give the token access") from None
         self.doing = f"creating {self.what}"
         self.api.create_repo(self.repo_id, repo_type=self.repo_type, private=self.rule.private, exist_ok=True,
                              space_sdk=self.rule.space_sdk if self.repo_type == "space" else None)
@@ -135,18 +135,18 @@ class _Run:
 
     def head_message(self, revision: str) -> tuple[str, str] | None:
         """The newest Hub commit of ``revision``: (id, message); one page of the listing."""
-        from . import hub_client as hubclient
+        from . import hub_client
 
-        for item in hubclient.commits(self.api, self.token, self.repo_id, self.repo_type, revision):
+        for item in hub_client.commits(self.api, self.token, self.repo_id, self.repo_type, revision):
             return item["id"], f"{item.get('title') or ''}\n{item.get('message') or ''}"
         return None
 
     def find_published(self, branches: list[str]) -> str | None:
         """The Hub commit that completed publishing ``self.commit``, searched on ``branches``."""
-        from . import hub_client as hubclient
+        from . import hub_client
 
         for branch in branches:
-            for item in hubclient.commits(self.api, self.token, self.repo_id, self.repo_type, branch):
+            for item in hub_client.commits(self.api, self.token, self.repo_id, self.repo_type, branch):
                 mark = marker_of(f"{item.get('title') or ''}\n{item.get('message') or ''}")
                 if mark == (self.commit, True):
                     return str(item["id"])
@@ -156,7 +156,7 @@ class _Run:
 
     def branch(self, state: TargetState | None) -> PublishResult:
         """Make the Hub branch hold what the git commit publishes."""
-        from . import tree as hubtree
+        from . import tree
 
         refs = self.refs(create=True)
         head = _branch_head(refs, self.revision)
@@ -180,7 +180,7 @@ class _Run:
         changes = None
         if ours and last is not None and last.scope == scope and last.git_commit and not is_zero(last.git_commit):
             try:
-                changes = hubtree.changes_between(self.rule, last.git_commit, self.commit, self.cwd)
+                changes = tree.changes_between(self.rule, last.git_commit, self.commit, self.cwd)
             except GitError:
                 changes = None  # the commit we last published is gone from git (history rewritten): compare trees
         incremental = changes is not None
@@ -189,11 +189,11 @@ class _Run:
             if not self.rule.delete_missing:
                 deletes = []
         else:
-            wanted = hubtree.published_files(self.rule, self.commit, self.cwd)
+            wanted = tree.published_files(self.rule, self.commit, self.cwd)
             self.doing = f"listing the files of {self.what} ({self.revision})"
-            remote = hubtree.hub_files(self.api, self.repo_id, self.repo_type, head) if head else {}
+            remote = tree.hub_files(self.api, self.repo_id, self.repo_type, head) if head else {}
             keep = (".gitattributes", "README.md") if self.repo_type == "space" else (".gitattributes",)
-            uploads, deletes = hubtree.differences(wanted, remote, lfs_root=self.config.lfs_root, cwd=self.cwd,
+            uploads, deletes = tree.differences(wanted, remote, lfs_root=self.config.lfs_root, cwd=self.cwd,
                                                    delete_missing=self.rule.delete_missing, keep=keep)
         mode = "incremental" if incremental else "full"
         if not uploads and not deletes:
@@ -230,13 +230,13 @@ class _Run:
 
     def check_store(self, uploads: list[File]) -> None:
         """Every LFS object to upload is in Gitea's store, whole: fail before anything is committed."""
-        from . import tree as hubtree
+        from . import tree
 
         for file in uploads:
             if file.lfs is None:
                 continue
-            path = hubtree.store_path(self.config.lfs_root, file)
-            if not hubtree.exists(path):
+            path = tree.store_path(self.config.lfs_root, file)
+            if not tree.exists(path):
                 raise PublishError(f"{file.path} is a Git LFS pointer to object {file.lfs}, which is not in "
                                    f"Gitea's LFS store ({path})",
                                    "push the object with git lfs push --all, then push again")
@@ -248,14 +248,14 @@ class _Run:
         """Add operations: LFS content straight from Gitea's store, regular content from one cat-file batch."""
         from huggingface_hub import CommitOperationAdd
 
-        from . import tree as hubtree
+        from . import tree
 
-        contents = hubtree.blob_contents([f.blob for f in files if f.lfs is None and f.content is None], self.cwd)
+        contents = tree.blob_contents([f.blob for f in files if f.lfs is None and f.content is None], self.cwd)
         operations = []
         for file in files:
             if file.lfs is not None:
                 op = CommitOperationAdd(path_in_repo=file.path,
-                                        path_or_fileobj=hubtree.store_path(self.config.lfs_root, file))
+                                        path_or_fileobj=tree.store_path(self.config.lfs_root, file))
                 # The pointer names the sha256: the client then never reads or hashes an object the Hub has.
                 op.upload_info.sha256 = bytes.fromhex(file.lfs)
             elif file.content is not None:

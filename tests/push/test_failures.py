@@ -15,12 +15,12 @@ def test_a_broken_config_rejects_publishing_refs_and_lets_others_pass(clone: Clo
     gitea.config_path.write_text(gitea.config_path.read_text().replace("publishers:", "publisher:"))
     clone.commit()
     assert_rejected(clone, "main", lines=[
-                                                   "hf-publish: rejected refs/heads/main of acme/bert-tiny, which may publish to the Hub: the publishing "
-                                                   "config is broken, so nothing can be checked:",
-                                                   f"  {gitea.config_path}:16: repos[0].publisher: unknown key; did you mean 'publishers'? "
-                                                   "(fix config.yaml; README.md lists every key)",
-                                                   "  (a Gitea admin must fix it; refs that do not publish are not affected)",
-                                                   ])
+        "hf-publish: rejected refs/heads/main of acme/bert-tiny, which may publish to the Hub: the publishing "
+        "config is broken, so nothing can be checked:",
+        f"  {gitea.config_path}:16: repos[0].publisher: unknown key; did you mean 'publishers'? "
+        "(fix config.yaml; README.md lists every key)",
+        "  (a Gitea admin must fix it; refs that do not publish are not affected)",
+    ])
     other = clone.push("main:experiment")
     assert other.ok and other.remote == []
 

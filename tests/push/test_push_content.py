@@ -112,15 +112,15 @@ def test_forbidden_files_symlinks_and_submodules_are_refused(clone: Clone):
     clone.git("update-index", "--add", "--cacheinfo", f"160000,{commit},vendor/lib")
     clone.git("commit", "--quiet", "-m", "vendor")
     assert_rejected(clone, "main", lines=[
-                                                   HEADER,
-                                                   "  deploy/.env: matches forbidden pattern '*.env' (remove it from the commit, or ask an admin to change "
-                                                   "checks.forbid)",
-                                                   "  keys/id_rsa.pub: matches forbidden pattern 'id_rsa*' (remove it from the commit, or ask an admin to "
-                                                   "change checks.forbid)",
-                                                   "  latest: symlinks cannot be published to the Hub (commit the file it points to instead)",
-                                                   "  vendor/lib: submodules cannot be published to the Hub (commit the files themselves, or publish that "
-                                                   "repository on its own)",
-                                                   ])
+        HEADER,
+        "  deploy/.env: matches forbidden pattern '*.env' (remove it from the commit, or ask an admin to change "
+        "checks.forbid)",
+        "  keys/id_rsa.pub: matches forbidden pattern 'id_rsa*' (remove it from the commit, or ask an admin to "
+        "change checks.forbid)",
+        "  latest: symlinks cannot be published to the Hub (commit the file it points to instead)",
+        "  vendor/lib: submodules cannot be published to the Hub (commit the files themselves, or publish that "
+        "repository on its own)",
+    ])
 
 
 def test_odd_and_undecodable_file_names_are_shown_escaped(clone: Clone):
@@ -129,11 +129,11 @@ def test_odd_and_undecodable_file_names_are_shown_escaped(clone: Clone):
     (clone.path.joinpath(b"latin1-\xe9.txt".decode("utf-8", "surrogateescape"))).write_bytes(b"text")
     clone.commit()
     assert_rejected(clone, "main", lines=[
-                                                   HEADER,
-                                                   "  evil\\nhf-publish: accepted.json: not valid JSON at line 1 (fix the file, or exclude it)",
-                                                   "  latin1-\\xe9.txt: file name is not valid UTF-8, which the Hub requires (rename it, or exclude it in the rule)",
-                                                   "  ok name with spaces.json: not valid JSON at line 1 (fix the file, or exclude it)",
-                                                   ])
+        HEADER,
+        "  evil\\nhf-publish: accepted.json: not valid JSON at line 1 (fix the file, or exclude it)",
+        "  latin1-\\xe9.txt: file name is not valid UTF-8, which the Hub requires (rename it, or exclude it in the rule)",
+        "  ok name with spaces.json: not valid JSON at line 1 (fix the file, or exclude it)",
+    ])
 
 
 def test_only_the_published_part_is_checked(server: GiteaServer, tmp_path: Path):
@@ -182,8 +182,8 @@ def test_a_push_is_refused_when_the_publish_queue_cannot_take_it(clone: Clone, g
     (gitea.spool / "queue").rmdir()
     clone.commit()
     assert_rejected(clone, "main", lines=[HEADER, f"  refs/heads/main: the publish queue {gitea.spool}/queue does not exist, so "
-                                                   "this push could not be published (an admin must run: gitea-hf-hook install "
-                                                   "(it creates the spool))"])
+                                                   "this push could not be published (an admin must run gitea-hf-hook install, "
+                                                   "which creates the spool)"])
     assert subprocess.run(["git", "rev-parse", "--verify", "--quiet", "refs/heads/main"], cwd=clone.bare,
                           capture_output=True).returncode == 1
 
@@ -191,8 +191,8 @@ def test_a_push_is_refused_when_the_publish_queue_cannot_take_it(clone: Clone, g
 def test_a_huge_readme_is_refused_without_being_parsed(clone: Clone):
     clone.commit({"README.md": "---\nlicense: mit\n---\n" + "x" * (11 * 1024 * 1024)})
     assert_rejected(clone, "main", lines=[
-                                          HEADER,
-                                          "  README.md: 11.0 MiB is too large for a model card (keep README.md small)",
-                                          "  README.md: 11.0 MiB is over the 10 MiB limit for files outside Git LFS (git lfs track \"*.md\", then git "
-                                          "lfs migrate import --include=\"README.md\")",
-                                          ])
+        HEADER,
+        "  README.md: 11.0 MiB is too large for a model card (keep README.md small)",
+        "  README.md: 11.0 MiB is over the 10 MiB limit for files outside Git LFS (git lfs track \"*.md\", then git "
+        "lfs migrate import --include=\"README.md\")",
+    ])

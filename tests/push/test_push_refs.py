@@ -103,11 +103,11 @@ def test_a_tag_on_a_tree_or_a_blob_is_refused(clone: Clone):
     clone.git("tag", "-a", "v-tree", "-m", "a tree", tree)
     clone.git("tag", "v-blob", blob)
     assert_rejected(clone, "v-tree", "v-blob", lines=[
-                                                               rejected("refs/tags/v-tree"),
-                                                               "  refs/tags/v-tree: points at a tree, not a commit (tag a commit: git tag -a NAME COMMIT)",
-                                                               rejected("refs/tags/v-blob"),
-                                                               "  refs/tags/v-blob: points at a blob, not a commit (tag a commit: git tag -a NAME COMMIT)",
-                                                               ])
+        rejected("refs/tags/v-tree"),
+        "  refs/tags/v-tree: points at a tree, not a commit (tag a commit: git tag -a NAME COMMIT)",
+        rejected("refs/tags/v-blob"),
+        "  refs/tags/v-blob: points at a blob, not a commit (tag a commit: git tag -a NAME COMMIT)",
+    ])
 
 
 def test_moving_a_published_tag_is_refused(clone: Clone):
@@ -142,5 +142,5 @@ def test_sha256_repositories_get_the_same_checks(server: GiteaServer, tmp_path):
     clone.commit({"config.json": "{"})
     clone.git("tag", "-a", "v1.0", "-m", "release")
     assert_rejected(clone, "main", "v1.0", lines=[
-                                                  rejected("refs/heads/main"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)",
-                                                  rejected("refs/tags/v1.0"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)"])
+        rejected("refs/heads/main"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)",
+        rejected("refs/tags/v1.0"), "  config.json: not valid JSON at line 1 (fix the file, or exclude it)"])

@@ -41,16 +41,16 @@ def test_a_safetensors_header_length_beyond_reason_is_refused_without_reading_it
     clone.write_lfs("model.safetensors", struct.pack("<Q", 2**62) + b"{}")
     clone.commit()
     assert_rejected(clone, "main", lines=[
-                                          HEADER, "  model.safetensors: safetensors header length 4611686018427387904 exceeds the 100000000-byte "
-                                          "limit (re-save it with safetensors.torch.save_file)"])
+        HEADER, "  model.safetensors: safetensors header length 4611686018427387904 exceeds the 100000000-byte "
+        "limit (re-save it with safetensors.torch.save_file)"])
 
 
 def test_a_truncated_safetensors_file_is_refused(clone: Clone):
     header = b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
     clone.commit({"small.safetensors": safetensors(header, bytes(10))})
     assert_rejected(clone, "main", lines=[
-                                          HEADER, "  small.safetensors: file is 6 bytes shorter than its safetensors header says (the file looks "
-                                          "truncated: push it again with Git LFS)"])
+        HEADER, "  small.safetensors: file is 6 bytes shorter than its safetensors header says (the file looks "
+        "truncated: push it again with Git LFS)"])
 
 
 def test_pickles_are_refused_by_default_with_the_way_out(clone: Clone):
@@ -75,10 +75,10 @@ def test_allowlist_refuses_os_system_through_global_and_stack_global(server: Git
     stack_global = (b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x0aecho pwned\x94\x85\x94R\x94.")
     clone.commit({"a.pkl": global_op, "b.pt": stack_global})
     assert_rejected(clone, "main", lines=[
-                                          HEADER,
-                                          f"  a.pkl: pickle imports os.system, which can run code when loaded {IMPORT_HINT}",
-                                          f"  b.pt: pickle imports os.system, which can run code when loaded {IMPORT_HINT}",
-                                          ])
+        HEADER,
+        f"  a.pkl: pickle imports os.system, which can run code when loaded {IMPORT_HINT}",
+        f"  b.pt: pickle imports os.system, which can run code when loaded {IMPORT_HINT}",
+    ])
 
 
 def test_allowlist_refuses_eval_hidden_in_a_torch_zip(server: GiteaServer, tmp_path: Path):
@@ -91,5 +91,5 @@ def test_allowlist_refuses_eval_hidden_in_a_torch_zip(server: GiteaServer, tmp_p
     clone.write_lfs("model.ckpt", archive.getvalue())
     clone.commit()
     assert_rejected(clone, "main", lines=[
-                                          HEADER, f"  model.ckpt: archive/data.pkl: pickle imports builtins.eval, which can run code when loaded "
-                                          f"{IMPORT_HINT}"])
+        HEADER, f"  model.ckpt: archive/data.pkl: pickle imports builtins.eval, which can run code when loaded "
+        f"{IMPORT_HINT}"])

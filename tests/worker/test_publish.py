@@ -304,8 +304,8 @@ def test_a_missing_token_names_the_namespace_and_the_config_key(world: World):
         world.publish()
     assert not error.value.retryable
     assert str(error.value) == (f"no Hub token for namespace acme: hub.tokens has no entry 'acme' and no '*' "
-                                f"fallback in {world.config.path} (add hub.tokens.acme: /path/to/token-file "
-                                f"(a token with write access))")
+                                f"fallback in {world.config.path} (add hub.tokens.acme: /path/to/token-file, "
+                                f"holding a token with write access)")
 
 
 def test_a_missing_repo_without_create_is_permanent(world: World):

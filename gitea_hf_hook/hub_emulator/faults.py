@@ -10,7 +10,13 @@ A fault rule (``POST /_emulator/faults``, a JSON object or a list of them)::
      "headers": {"RateLimit": "..."}, # optional extra headers
      "delay": 1.5,                    # optional sleep before answering (alone: then handle normally)
      "drop": false,                   # close the connection without any answer
+     "drop_after": false,             # handle the request normally, then close the connection without answering
      "times": 1}                      # matching requests it applies to; -1 = every one
+
+``drop`` loses the request: nothing happens and the client sees the connection close. ``drop_after`` loses
+only the answer: the request takes effect (a commit is really made, a file really stored), then the client sees
+the connection close, exactly as when a network fails between the Hub and the client; it cannot go with
+``status`` or ``drop``, and runs after ``delay``. The request log records both with status ``null``.
 
 Rules are tried in the order they were added; a request meets at most one.
 """
@@ -39,6 +45,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
+    drop_after: bool = False
     times: int = 1
 
     @classmethod
@@ -47,7 +54,7 @@ class Fault:
         if not isinstance(data, dict) or not isinstance(data.get("path", ".*"), str):
             raise bad_request("a fault is a JSON object with a string 'path' regex")
         unknown = set(data) - {"method", "path", "status", "retry_after", "error_code", "headers", "delay",
-                               "drop", "times"}
+                               "drop", "drop_after", "times"}
         if unknown:
             raise bad_request(f"unknown fault keys: {sorted(unknown)}")
         try:
@@ -60,12 +67,15 @@ class Fault:
                 headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
                 delay=float(data.get("delay") or 0.0),
                 drop=bool(data.get("drop", False)),
+                drop_after=bool(data.get("drop_after", False)),
                 times=int(data.get("times", 1)),
             )
         except (re.error, ValueError, TypeError, AttributeError) as exc:
             raise bad_request(f"invalid fault: {exc}") from exc
-        if fault.status is None and not fault.drop and not fault.delay:
-            raise bad_request("a fault needs at least one of 'status', 'drop' or 'delay'")
+        if fault.status is None and not fault.drop and not fault.drop_after and not fault.delay:
+            raise bad_request("a fault needs at least one of 'status', 'drop', 'drop_after' or 'delay'")
+        if fault.drop_after and (fault.status is not None or fault.drop):
+            raise bad_request("fault 'drop_after' handles the request, so it cannot go with 'status' or 'drop'")
         if fault.status is not None and not 100 <= fault.status <= 599:
             raise bad_request("fault 'status' must be an HTTP status")
         if fault.times == 0 or fault.times < -1:
@@ -76,7 +86,7 @@ class Fault:
         """JSON form, for ``GET /_emulator/faults``."""
         return {"method": self.method, "path": self.path.pattern, "status": self.status,
                 "retry_after": self.retry_after, "error_code": self.error_code, "headers": self.headers,
-                "delay": self.delay, "drop": self.drop, "times": self.times}
+                "delay": self.delay, "drop": self.drop, "drop_after": self.drop_after, "times": self.times}
 
 
 class FaultInjector:

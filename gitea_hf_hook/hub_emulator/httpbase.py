@@ -194,10 +194,20 @@ class Handler(BaseHTTPRequestHandler):
                     response = app.handle(request)
                 except HubError as err:
                     response = error_response(err)
-                except Exception as exc:  # the emulator must answer, not hang the client
+                except Exception as exc:  # noqa: BLE001 - the emulator must answer, not hang the client
                     traceback.print_exc(file=sys.stderr)
                     response = error_response(HubError(500, f"emulator error: {type(exc).__name__}"))
-                status = self._write(request, response)
+                if fault is not None and fault.drop_after:
+                    # The request took effect; only its answer is lost. Read what the route left of the body,
+                    # so the client sees a clean close rather than a reset.
+                    request.body.drain(_DRAIN_LIMIT)
+                    close = getattr(response.body, "close", None)
+                    if callable(close):
+                        close()  # a streamed body (an open file) is never sent
+                    self._drop()
+                    status = None
+                else:
+                    status = self._write(request, response)
         except (TimeoutError, BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             status = None

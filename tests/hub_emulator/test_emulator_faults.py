@@ -9,13 +9,14 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx2
 import pytest
 from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 if TYPE_CHECKING:
-    from tests.support.hub import Hub
     from tests.hub_emulator.conftest import StartEmulator
+    from tests.support.hub import Hub
 
 
 def test_503_then_success_is_retried_by_the_client(clean_hub: Hub, repo_id: str) -> None:
@@ -55,6 +56,25 @@ def test_dropped_upload_connection_is_retried(clean_hub: Hub, repo_id: str, tmp_
     assert Path(api.hf_hub_download(repo_id, "w.bin", cache_dir=tmp_path)).read_bytes() == data
 
 
+def test_a_commit_whose_answer_is_dropped_is_made_but_never_answered(clean_hub: Hub, repo_id: str) -> None:
+    api = clean_hub.api()
+    api.create_repo(repo_id)
+    head = api.model_info(repo_id).sha
+    clean_hub.fault(method="POST", path=r"/api/models/.*/commit/", drop_after=True)
+    with pytest.raises(httpx2.RemoteProtocolError, match="^Server disconnected without sending a response.$"):
+        api.create_commit(repo_id, [CommitOperationAdd("a.txt", b"a")], commit_message="answer lost")
+
+    # The client never heard of it, yet the commit is on the Hub, on top of the previous head.
+    commits = api.list_repo_commits(repo_id)
+    assert [c.title for c in commits] == ["answer lost", "initial commit"]
+    assert commits[1].commit_id == head
+    assert api.list_repo_files(repo_id) == [".gitattributes", "a.txt"]
+    commit_posts = [(r["status"], r.get("fault", False)) for r in clean_hub.requests() if "/commit/" in r["path"]]
+    assert commit_posts == [(None, True)]  # sent once, by the client, and answered never
+    assert clean_hub.stats()["commits"][repo_id] == 1
+    assert clean_hub.control("GET", "/_emulator/faults")["faults"] == []
+
+
 def test_delay_and_persistent_rules(clean_hub: Hub) -> None:
     clean_hub.fault(method="GET", path="^/api/whoami-v2$", delay=0.3, times=-1)
     started = time.monotonic()
@@ -82,6 +102,11 @@ def test_invalid_fault_and_control_auth(clean_hub: Hub) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         clean_hub.control("POST", "/_emulator/faults", {"path": "x"})
     assert err.value.code == 400
+    with pytest.raises(urllib.error.HTTPError) as err:
+        clean_hub.control("POST", "/_emulator/faults", {"path": "x", "drop_after": True, "status": 500})
+    assert err.value.code == 400
+    assert err.value.headers["X-Error-Message"] == ("fault 'drop_after' handles the request, so it cannot go "
+                                                    "with 'status' or 'drop'")
     with pytest.raises(urllib.error.HTTPError) as err:
         clean_hub.control("GET", "/_emulator/requests", token="hf_wrong")
     assert err.value.code == 401

@@ -217,8 +217,8 @@ def test_status_names_a_missing_spool(server: GiteaServer) -> None:
     server.write_config()
     result = server.cli("status")
     assert (result.returncode, result.stderr) == (
-        1, f"gitea-hf-hook: error: there is no spool at {server.spool} (run gitea-hf-hook install (it creates the "
-           "spool), or fix spool: in config.yaml)\n")
+        1, f"gitea-hf-hook: error: there is no spool at {server.spool} (run gitea-hf-hook install, which creates the "
+           "spool, or fix spool: in config.yaml)\n")
 
 
 def test_hub_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:

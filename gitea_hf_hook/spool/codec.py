@@ -8,6 +8,7 @@ other records, ``tuple[X, ...]`` and ``X | None``.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from functools import cache
@@ -64,7 +65,10 @@ def _value(kind: Any, data: Any, where: str) -> Any:
         return from_data(kind, data, where)
     # JSON has one number type: a float field takes a whole number, but true and false are no numbers.
     ok = isinstance(data, kind) and not (isinstance(data, bool) and kind is not bool)
-    if kind is float and isinstance(data, int) and not isinstance(data, bool):
+    if kind is float and isinstance(data, (int, float)) and not isinstance(data, bool):
+        # JSON allows NaN and Infinity; no time or count in a job means either, and NaN breaks every ordering.
+        if not math.isfinite(data):
+            raise ShapeError(where, "must be a finite number")
         return float(data)
     if not ok:
         raise ShapeError(where, f"must be {_type_name(kind)} (got {type(data).__name__})")

@@ -103,8 +103,11 @@ def _identity(repo_dir: str, ref: str, new: str) -> str:
 
 
 def job_file_name(prepared: str) -> str:
-    """``<id>.json`` for the prepared file ``prepared-<new>-<id>.json``: the name the job parser checks."""
-    return prepared.split("-", 2)[2]
+    """``<id>.json`` for the prepared file ``prepared-<new>-<id>.json``: the name the job parser checks.
+
+    Empty for a name of another shape, which the parser then refuses.
+    """
+    return prepared.partition("-")[2].partition("-")[2]
 
 
 def prepare(spool: str, job: Job, notice: str) -> str:

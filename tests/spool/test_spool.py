@@ -222,3 +222,16 @@ def test_a_prepared_job_whose_notice_is_lost_waits_for_the_worker(root: str) -> 
     assert layout.job_names(root, "queue") == []
     assert layout.queue_prepared(root, f"prepared-{job.commit}-{job.id}.json") == job.id
     assert layout.job_names(root, "queue") == [job.id + ".json"]
+
+
+def test_a_job_time_that_is_not_a_number_is_refused() -> None:
+    data = dump(make_job(1)).replace(f'"created": {T0 + 1}'.encode(), b'"created": NaN')
+    with pytest.raises(JobError) as caught:
+        parse(jid(1) + ".json", data)
+    assert caught.value.message == f"job file {jid(1)}.json: created: must be a finite number"
+
+
+def test_a_stray_file_in_tmp_named_like_a_prepared_job_is_dropped_by_the_worker(root: str) -> None:
+    assert layout.job_file_name("prepared-x.json") == ""
+    with pytest.raises(JobError):
+        parse(layout.job_file_name("prepared-x.json"), b"{}")

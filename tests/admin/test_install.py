@@ -76,7 +76,7 @@ def test_uninstall_removes_only_our_hooks(gitea: GiteaServer):
     assert gitea.cli("uninstall", "acme/bert-tiny").stdout == "not installed in acme/bert-tiny\n"
 
 
-def test_the_installed_hook_ignores_python_variables_from_giteas_environment(clone, tmp_path):
+def test_the_installed_hook_ignores_a_pythonpath_from_giteas_environment(clone, tmp_path):
     """Hooks run with whatever environment Gitea has; PYTHONPATH must not be able to swap our code."""
     evil = tmp_path / "evil" / "gitea_hf_hook"
     evil.mkdir(parents=True)
@@ -120,7 +120,7 @@ def test_check_says_when_a_ref_does_not_publish(gitea: GiteaServer, clone):
                              "maps it to the Hub\n")
 
 
-def test_install_without_repositories_says_how(server: GiteaServer):
+def test_uninstall_without_repositories_says_how(server: GiteaServer):
     server.write_config(RULE, extra=GROUPS)
     result = server.cli("uninstall")
     assert result.returncode == 1

@@ -221,7 +221,7 @@ def test_status_names_a_missing_spool(server: GiteaServer) -> None:
            "spool, or fix spool: in config.yaml)\n")
 
 
-def test_hub_emulator_command_serves_until_sigterm(tmp_path: Path) -> None:
+def test_hub_emulator_command_listens_then_exits_0_quietly_on_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(CLI + ["hub-emulator", "--port", "0", "--data", str(tmp_path / "hub"),
                                    "--token", "alice=secret-token"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

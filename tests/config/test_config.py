@@ -65,7 +65,7 @@ def error_of(text: str) -> str:
     return str(caught.value)
 
 
-def test_the_documented_example_loads_with_every_value():
+def test_the_documented_example_loads_its_rule_checks_tokens_and_groups():
     config = parse("config.yaml", FULL)
     rule = config.rule_for("ACME/Bert-Tiny")
     assert rule is not None

@@ -191,7 +191,7 @@ def test_an_unclosed_bracket_is_a_literal():
     assert compile_path_glob("a[b").match("ab") is None
 
 
-def test_check_glob_says_why_a_pattern_cannot_be_used():
+def test_check_glob_refuses_an_empty_pattern_and_accepts_ordinary_ones():
     assert check_glob("") == "must not be empty"
     for pattern in ("*.env", "training/**", "**/cache/", "[!a-z]*", "a[b"):
         assert check_glob(pattern) is None, pattern

@@ -25,7 +25,7 @@ def test_a_broken_config_rejects_publishing_refs_and_lets_others_pass(clone: Clo
     assert other.ok and other.remote == []
 
 
-def test_unparsable_or_missing_config_fails_closed_for_every_branch_and_tag(clone: Clone, gitea: GiteaServer):
+def test_an_unparsable_config_rejects_even_an_unmapped_branch_and_a_missing_one_is_named(clone: Clone, gitea: GiteaServer):
     gitea.config_path.write_text("repos: [\n")
     clone.commit()
     result = clone.push("main:experiment")
@@ -71,7 +71,7 @@ def test_an_internal_error_gives_the_pusher_one_line_and_the_admin_a_traceback(c
     assert "pre-receive acme/bert-tiny pusher=alice" in text
 
 
-def test_post_receive_never_fails_a_landed_push_and_logs_why(clone: Clone, gitea: GiteaServer):
+def test_post_receive_with_an_unusable_queue_exits_0_warns_the_pusher_and_logs_why(clone: Clone, gitea: GiteaServer):
     """The queue folder is unusable between the two hooks: the push stands, the pusher is told, the job waits."""
     old = clone.commit()
     assert clone.push("main").ok

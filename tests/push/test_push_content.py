@@ -61,7 +61,7 @@ def test_metric_thresholds_gate_the_release(server: GiteaServer, tmp_path: Path)
     assert clone.push("main").ok
 
 
-def test_a_yaml_bomb_or_a_binary_readme_is_refused_quickly(clone: Clone):
+def test_a_yaml_bomb_or_a_binary_readme_is_refused_with_its_reason(clone: Clone):
     laughs = "---\nlicense: mit\na: &a [x, x, x, x, x, x, x, x, x]\n"
     for name, prev in zip("bcdefghi", "abcdefgh", strict=True):
         laughs += f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n"

@@ -125,12 +125,14 @@ def test_deleting_a_release_tag_is_refused(clone: Clone):
     clone.commit()
     clone.git("tag", "v1.0")
     assert clone.push("main", "v1.0").ok
-    result = clone.push(":refs/tags/v1.0")
-    assert result.remote[1] == ("  refs/tags/v1.0: deleting it would delete Hub tag v1.0 of acme/bert-tiny "
-                                "(ask an admin to set allow_delete if that is intended)")
+    assert_rejected(clone, ":refs/tags/v1.0", lines=[
+        rejected("refs/tags/v1.0"),
+        "  refs/tags/v1.0: deleting it would delete Hub tag v1.0 of acme/bert-tiny "
+        "(ask an admin to set allow_delete if that is intended)",
+    ])
 
 
-def test_sha256_repositories_get_the_same_checks(server: GiteaServer, tmp_path):
+def test_a_sha256_repository_queues_a_push_and_rejects_bad_json_on_branch_and_tag(server: GiteaServer, tmp_path):
     server.write_config(RULE, extra=GROUPS)
     server.create_repo("acme", "bert-tiny", object_format="sha256")
     server.install("acme/bert-tiny")

@@ -39,9 +39,10 @@ def test_a_push_without_gitea_identity_is_refused(clone: Clone):
 def test_a_push_straight_into_the_bare_repository_is_refused(clone: Clone):
     """No Gitea variables at all: the repository is known from its path, the pusher is not."""
     clone.commit()
-    result = clone.push("main", via="none")
-    assert result.remote[1] == ("  refs/heads/main: no Gitea pusher identity "
-                                "(push through Gitea over SSH or HTTP so it knows who you are)")
+    assert_rejected(clone, "main", via="none", lines=[
+        HEADER,
+        "  refs/heads/main: no Gitea pusher identity (push through Gitea over SSH or HTTP so it knows who you are)",
+    ])
 
 
 def test_deploy_keys_publish_only_where_allowed(server: GiteaServer, tmp_path):
@@ -79,9 +80,12 @@ def test_require_merge_publishes_pull_request_merges_only(server: GiteaServer, t
     server.install("acme/bert-tiny")
     clone = server.clone("acme", "bert-tiny", tmp_path / "w")
     clone.commit({"x.txt": "x"})
-    direct = clone.push("main", user="alice")
-    assert direct.remote[1] == ("  refs/heads/main: only pull-request merges made in Gitea publish to acme/bert-tiny "
-                                "(open a pull request and merge it in Gitea)")
+    assert_rejected(clone, "main", user="alice", lines=[
+        HEADER,
+        "  refs/heads/main: only pull-request merges made in Gitea publish to acme/bert-tiny "
+        "(open a pull request and merge it in Gitea)",
+    ])
+    assert server.queued_jobs() == []
     merged = clone.push("main", user="alice", via="pr-merge")
     assert merged.ok
     assert merged.remote[0].startswith("hf-publish: queued acme/bert-tiny@")
@@ -89,8 +93,11 @@ def test_require_merge_publishes_pull_request_merges_only(server: GiteaServer, t
 
 def test_the_merger_of_a_pull_request_must_be_a_publisher(clone: Clone):
     clone.commit()
-    result = clone.push("main", user="carol", via="pr-merge")
-    assert result.remote[1].startswith("  refs/heads/main: carol may not publish to acme/bert-tiny")
+    assert_rejected(clone, "main", user="carol", via="pr-merge", lines=[
+        HEADER,
+        "  refs/heads/main: carol may not publish to acme/bert-tiny "
+        "(publishers: alice, @ml-release; ask a Gitea admin to add you)",
+    ])
 
 
 def test_gitea_bookkeeping_pushes_are_neither_checked_nor_queued(clone: Clone, gitea: GiteaServer):
@@ -100,7 +107,7 @@ def test_gitea_bookkeeping_pushes_are_neither_checked_nor_queued(clone: Clone, g
     assert gitea.queued_jobs() == []
 
 
-def test_wikis_never_publish(server: GiteaServer, tmp_path):
+def test_a_wiki_push_through_hand_copied_hooks_is_neither_checked_nor_queued(server: GiteaServer, tmp_path):
     server.write_config("  - match: acme/*\n    publishers: [alice]\n")
     server.create_repo("acme", "bert-tiny")
     server.install("acme/bert-tiny")

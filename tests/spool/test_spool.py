@@ -231,7 +231,7 @@ def test_a_job_time_that_is_not_a_number_is_refused() -> None:
     assert caught.value.message == f"job file {jid(1)}.json: created: must be a finite number"
 
 
-def test_a_stray_file_in_tmp_named_like_a_prepared_job_is_dropped_by_the_worker(root: str) -> None:
+def test_a_stray_prepared_file_name_gives_no_job_name_and_does_not_parse(root: str) -> None:
     assert layout.job_file_name("prepared-x.json") == ""
     with pytest.raises(JobError):
         parse(layout.job_file_name("prepared-x.json"), b"{}")

@@ -379,7 +379,7 @@ def test_a_commit_whose_answer_was_lost_is_not_made_twice(world: World):
     assert files == world.git_files(commit)
 
 
-def test_the_token_appears_nowhere(world: World):
+def test_the_token_is_absent_from_the_state_the_error_and_the_spool(world: World):
     first_commit(world)
     world.push("main")
     state = world.publish()

@@ -25,7 +25,7 @@ def test_a_path_the_hub_cannot_hold_fails_the_publish_by_name(server: GiteaServe
                                  "remove it in git, or exclude it in the rule, then push again)")
 
 
-def test_excluded_paths_are_left_out_whatever_they_are_called(server: GiteaServer, tmp_path: Path) -> None:
+def test_an_excluded_path_is_left_out_even_under_a_cache_folder(server: GiteaServer, tmp_path: Path) -> None:
     work = Clone(server, tmp_path / "unused.git", "acme", "x", tmp_path / "w")
     commit = work.commit({"config.json": "{}", "drafts/.cache/x": "x"})
     rule = parse("c.yaml", RULES).repos[0]

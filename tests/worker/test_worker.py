@@ -196,7 +196,7 @@ def test_a_retryable_failure_without_retry_after_backs_off_with_jitter(config: C
     assert T0 + 7.5 <= job_file(config, "queue", jid(1)).not_before <= T0 + 10
 
 
-def test_backoff_doubles_up_to_its_cap_and_never_undercuts_retry_after() -> None:
+def test_backoff_doubles_up_to_its_cap_and_a_longer_retry_after_wins() -> None:
     settings = WorkerSettings(backoff_seconds=10, backoff_max_seconds=300)
     assert [worker.backoff(n, settings, rng=lambda: 1.0) for n in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
     assert worker.backoff(1, settings, rng=lambda: 0.0) == 7.5

@@ -243,7 +243,7 @@ def test_eval_inside_torch_zip() -> None:
     ]
 
 
-def test_every_pkl_member_of_a_zip_is_scanned() -> None:
+def test_a_pkl_member_besides_data_pkl_in_a_zip_is_scanned_too() -> None:
     buf = io.BytesIO(torch_zip(state_dict_pickle()))
     with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("archive/constants.pkl", b"cos\nsystem\n.")

@@ -13,7 +13,6 @@ Gitea runs it, with an empty queue and with ``--depth`` jobs waiting.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -24,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gitea_hf_hook.spool.job import dump  # noqa: E402
 from tests.support.gitea_server import Clone, GiteaServer, gitea_env  # noqa: E402
+from tests.support.jobs import make_job  # noqa: E402
 from tests.support.rules import CARD, GROUPS, RULE  # noqa: E402
 
 
@@ -106,11 +107,11 @@ def post_receive_alone(server: GiteaServer, hooked: Clone, rounds: int) -> list[
 
 
 def fill_queue(server: GiteaServer, depth: int) -> None:
-    """``depth`` waiting jobs, as files in queue/ (their content is never read by post-receive)."""
+    """``depth`` waiting jobs in queue/, written as the spool writes them but without an fsync each."""
     queue = server.spool / "queue"
-    job = json.dumps({"version": 1, "note": "bench filler"})
     for i in range(depth):
-        (queue / f"20261125-000000-{i:08x}.json").write_text(job)
+        job = make_job(i)._replace(id=f"20261125-000000-{i:08x}")
+        (queue / f"{job.id}.json").write_bytes(dump(job))
 
 
 def report_alone(label: str, times: list[float], target_ms: float) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..checks.problems import show_path
 from ..errors import JobError, SpoolError
 from ..spool import claims, layout
 from ..spool.codec import to_data
@@ -150,7 +151,9 @@ def summary(entry: Entry, now: float) -> dict[str, Any]:
 
 
 def _columns(rows: Sequence[tuple[str, ...]], indent: str = "") -> list[str]:
-    """Rows as aligned columns; the last column is not padded."""
+    """Rows as aligned columns; the last column is not padded. Cells are escaped: job files are written by
+    Gitea's user, and a ref or an error may hold terminal escapes or newlines that would forge rows."""
+    rows = [tuple(show_path(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)] if rows else []
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
 
@@ -181,7 +184,7 @@ def format_show(entry: Entry, now: float) -> list[str]:
     lines = [f"job {entry.id}: {entry.state}"]
     job = entry.job
     if job is None:
-        return lines + [f"problem: {entry.problem}"]
+        return [show_path(line) for line in (*lines, f"problem: {entry.problem}")]
     outcome = job.outcome
     lines += [f"target: {target_text(job)}", f"ref: {job.request.ref}", f"commit: {job.commit}",
               f"pushed by: {job.pushed.pusher or '?'} to {job.request.repository}",
@@ -202,7 +205,7 @@ def format_show(entry: Entry, now: float) -> list[str]:
     if job.errors:
         lines.append("errors:")
         lines += [f"  {when(e.at)}  {e.message}" for e in job.errors]
-    return lines
+    return [show_path(line) for line in lines]
 
 
 def retry(root: str, job_id: str, now: float) -> Job:

@@ -69,7 +69,9 @@ def _translate(pattern: str) -> str:
             # Only a "**" that is a whole path segment spans folders; any other run of stars is one "*".
             whole = i - stars >= 2 and (stars == 0 or pattern[stars - 1] == "/") and (i == n or pattern[i] == "/")
             if whole and i < n:
-                out.append("(?:.*/)?")
+                # "**/**/" means what one "**/" means; kept twice, the regex would backtrack between them.
+                if not out or out[-1] != "(?:.*/)?":
+                    out.append("(?:.*/)?")
                 i += 1
             else:
                 out.append(".*" if whole else "[^/]*")

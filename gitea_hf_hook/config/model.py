@@ -46,7 +46,7 @@ def unfit(path: str) -> str | None:
         if segment in (".", ".."):
             return f"the Hub cannot hold a path with a '{segment}' segment"
         if segment in FORBIDDEN_SEGMENTS:
-            return f"the Hub cannot hold files under a {segment}/ folder"
+            return f"the Hub cannot hold a file or folder named {segment}"
     return None
 
 

@@ -389,7 +389,8 @@ def routing(path: str, text: str) -> tuple[RepoRule, ...]:
     """The rules of ``repos`` as far as routing goes (``match``, ``branches``, ``tags``), every other key
     ignored: what the broken-config fallback reads. Raises ConfigError when even those cannot be read."""
     doc, root = _root(path, text)
-    top = doc.mapping(root, "", None)
+    # Known keys only: a misspelt or misplaced "repos" must not read as "no rules, nothing publishes".
+    top = doc.mapping(root, "", tuple(TOP))
     if "repos" not in top:
         return ()
 

@@ -8,13 +8,14 @@ other records, ``tuple[X, ...]`` and ``X | None``.
 
 from __future__ import annotations
 
-import math
 import types
 import typing
 from functools import cache
 from typing import Any, TypeVar
 
 R = TypeVar("R")
+MAX_TIME = 2**34  # seconds since 1970: beyond the year 2500
+MAX_INT = 2**53
 
 
 class ShapeError(ValueError):
@@ -66,12 +67,15 @@ def _value(kind: Any, data: Any, where: str) -> Any:
     # JSON has one number type: a float field takes a whole number, but true and false are no numbers.
     ok = isinstance(data, kind) and not (isinstance(data, bool) and kind is not bool)
     if kind is float and isinstance(data, (int, float)) and not isinstance(data, bool):
-        # JSON allows NaN and Infinity; no time or count in a job means either, and NaN breaks every ordering.
-        if not math.isfinite(data):
-            raise ShapeError(where, "must be a finite number")
+        # Every number in our records is a time, a count or a pid. JSON also allows NaN, Infinity and numbers
+        # too large for a float, which would break every ordering, or raise where no one expects it.
+        if not 0 <= data < MAX_TIME:
+            raise ShapeError(where, f"must be a number from 0 to {MAX_TIME}")
         return float(data)
     if not ok:
         raise ShapeError(where, f"must be {_type_name(kind)} (got {type(data).__name__})")
+    if kind is int and not 0 <= data < MAX_INT:
+        raise ShapeError(where, f"must be a whole number from 0 to {MAX_INT}")
     return data
 
 

@@ -6,8 +6,8 @@ are named for who may rely on them:
 - ``pushed`` is what the hook saw of the push (who, which repository id, how). It is kept for the audit trail and
   for people reading the queue, and decides nothing.
 - ``request`` is what the hook asks the worker to publish: the repository, the ref, the commit and the Hub target
-  the rules routed it to. Anyone who can write as Gitea's user can write these, so the worker checks them against
-  the config and git before acting on them.
+  the rules routed it to. Anyone who can write as Gitea's user can write these: they are claims for the worker to
+  derive again from the config and git, not facts (README's threat model says how far that goes today).
 - the rest is the worker's own bookkeeping: attempts, backoff, errors, and the outcome once the job is settled.
 
 :func:`dump` is the only writer and :func:`parse` the only reader, for the hooks, the worker, housekeeping, the
@@ -65,7 +65,7 @@ class PushRecord(NamedTuple):
 
 
 class Request(NamedTuple):
-    """What to publish, as the hook resolved it. Written by Gitea's user: checked by the worker before use."""
+    """What to publish, as the hook resolved it. Written by Gitea's user, so untrusted input to the worker."""
 
     repository: str  # the Gitea repository, owner/name, lowercase
     repo_dir: str
@@ -216,6 +216,6 @@ def _from_version_1(name: str, old: dict[str, Any]) -> dict[str, Any]:
             new["outcome"] = {"state": old["outcome"], "finished": old.get("finished", 0),
                               "host": str(worker.get("host", "")), "pid": int(worker.get("pid", 0)),
                               "reason": str(old.get("reason", "")), "superseded_by": str(old.get("superseded_by", ""))}
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise _bad(name, f"a version 1 job without {exc}") from None
     return new

@@ -105,9 +105,13 @@ def _identity(repo_dir: str, ref: str, new: str) -> str:
 def job_file_name(prepared: str) -> str:
     """``<id>.json`` for the prepared file ``prepared-<new>-<id>.json``: the name the job parser checks.
 
-    Empty for a name of another shape, which the parser then refuses.
+    Release 0.1 named them ``prepared-<checksums>-<new>.<id>.json``; those are still read, so that a job prepared
+    just before an upgrade is not lost. Empty for a name of another shape, which the parser then refuses.
     """
-    return prepared.partition("-")[2].partition("-")[2]
+    rest = prepared.removeprefix(PREPARED)
+    if "." in rest.removesuffix(".json"):
+        return rest.removesuffix(".json").rpartition(".")[2] + ".json"
+    return rest.partition("-")[2]
 
 
 def prepare(spool: str, job: Job, notice: str) -> str:

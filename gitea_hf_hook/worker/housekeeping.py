@@ -71,7 +71,7 @@ def _settle_prepared(root: str, name: str) -> None:
     try:
         job = parse(layout.job_file_name(name), data)
     except JobError as exc:
-        os.unlink(path)
+        _remove_prepared(path)
         _say(f"dropped unreadable prepared job tmp/{name}: {exc}", logging.WARNING)
         return
     ref, new, repo_dir, job_id = job.request.ref, job.request.new, job.request.repo_dir, job.id
@@ -89,10 +89,15 @@ def _settle_prepared(root: str, name: str) -> None:
         layout.fsync_dir(os.path.join(root, "queue"))
         _say(f"queued job {job_id} ({ref} at {new[:7]} in {repo_dir}), which post-receive did not queue")
     else:
-        for leftover in (path, path.removesuffix(".json") + ".notice"):
-            try:
-                os.unlink(leftover)
-            except FileNotFoundError:
-                pass
+        _remove_prepared(path)
         _say(f"dropped prepared job {job_id}: {ref} in {repo_dir} is not at {new[:7]} (the push was refused "
              "after pre-receive, or the repository is gone)", logging.WARNING)
+
+
+def _remove_prepared(path: str) -> None:
+    """A prepared job and its notice."""
+    for leftover in (path, path.removesuffix(".json") + ".notice"):
+        try:
+            os.unlink(leftover)
+        except FileNotFoundError:
+            pass

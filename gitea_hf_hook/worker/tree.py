@@ -103,13 +103,14 @@ def changes_between(rule: RepoRule, old: str, new: str, cwd: str) -> tuple[list[
     added: list[git.Entry] = []
     deleted: list[str] = []
     for change in git.diff(old, new, cwd=cwd):
-        target = hub_path(rule, change.path)
-        if target is None:
+        if change.new_mode not in REGULAR_MODES:
+            # Deleted, or now a symlink or submodule: the Hub may hold the old file, never a path it cannot hold.
+            target = rule.hub_path(change.path)
+            if target is not None and change.old_mode in REGULAR_MODES and unfit(target) is None:
+                deleted.append(target)
             continue
-        if change.new_mode in REGULAR_MODES:
+        if hub_path(rule, change.path) is not None:
             added.append(git.Entry(change.new_mode, change.new_oid, change.path))
-        elif change.old_mode in REGULAR_MODES:
-            deleted.append(target)  # deleted, or became a symlink or submodule, which the Hub cannot hold
     return sorted(_files(rule, added, cwd).values(), key=lambda f: f.path), sorted(deleted)
 
 

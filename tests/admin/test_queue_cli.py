@@ -234,3 +234,15 @@ def test_hub_emulator_command_listens_then_exits_0_quietly_on_sigterm(tmp_path: 
     finally:
         proc.kill()
     assert (proc.returncode, err) == (0, "")
+
+
+def test_a_job_whose_fields_hold_terminal_escapes_is_listed_escaped(server: GiteaServer) -> None:
+    config = load(str(server.write_config()))
+    spool.ensure_layout(config.spool)
+    job = make_job(1, revision="main\x1b]0;owned\x07\nFAKE-ID  queued")
+    spool.enqueue(config.spool, job)
+    listed = CliRunner().invoke(cli, ["--config", config.path, "queue", "list"]).output
+    assert "\x1b" not in listed and "\nFAKE-ID" not in listed
+    assert "branch main\\x1b]0;owned\\x07\\nFAKE-ID  queued" in listed
+    shown = CliRunner().invoke(cli, ["--config", config.path, "queue", "show", jid(1)]).output
+    assert "\x1b" not in shown and "ref: refs/heads/main\\x1b]0;owned\\x07\\nFAKE-ID  queued" in shown

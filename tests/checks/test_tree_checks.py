@@ -161,7 +161,7 @@ def test_control_characters_in_a_name_are_escaped_not_refused(make_rule, repo: B
 
 @pytest.mark.parametrize("segment", [".git", ".cache"])
 def test_a_git_or_cache_folder_inside_the_published_scope_is_refused(make_rule, repo: Bare, segment: str):
-    why = f"the Hub cannot hold files under a {segment}/ folder"
+    why = f"the Hub cannot hold a file or folder named {segment}"
     assert unfit(f"models/{segment}/blob.txt") == why
     assert problems_of(make_rule, repo, {f"models/{segment}/blob.txt": "x\n", f"{segment}/config": "y\n",
                                          f"{segment}x/fine.txt": "z\n", f"models/x{segment}": "z\n"}) == [
@@ -172,7 +172,7 @@ def test_a_git_or_cache_folder_inside_the_published_scope_is_refused(make_rule, 
 
 @pytest.mark.parametrize("segment", [".git", ".cache"])
 def test_a_forbidden_folder_counts_from_subdir_and_only_inside_it(make_rule, repo: Bare, segment: str):
-    why = f"the Hub cannot hold files under a {segment}/ folder"
+    why = f"the Hub cannot hold a file or folder named {segment}"
     files = {"release/README.md": "# card\n", f"release/{segment}/x.txt": "x\n", f"{segment}/top.txt": "outside\n",
              f"release/cached/{segment}/y.txt": "y\n", f"release/ok/{segment}/z.txt": "excluded\n"}
     assert problems_of(make_rule, repo, files, extra='    subdir: release\n    exclude: ["ok/"]\n') == [
@@ -184,7 +184,7 @@ def test_a_forbidden_folder_counts_from_subdir_and_only_inside_it(make_rule, rep
 def test_a_path_refused_for_its_folder_is_also_checked_for_forbidden_patterns(make_rule, repo: Bare):
     assert problems_of(make_rule, repo, {"deploy/.cache/prod.env": "K=1\n"},
                        checks='      forbid: ["*.env"]\n') == [
-        Problem("deploy/.cache/prod.env", "the Hub cannot hold files under a .cache/ folder", RENAME),
+        Problem("deploy/.cache/prod.env", "the Hub cannot hold a file or folder named .cache", RENAME),
         Problem("deploy/.cache/prod.env", "matches forbidden pattern '*.env'", FORBID_HINT),
     ]
 

@@ -120,3 +120,15 @@ def test_with_enforce_off_an_internal_error_prepares_an_annotated_tag_with_its_c
     prepared = [parse(job_file_name(p.name), p.read_bytes()) for p in (gitea.spool / "tmp").glob("prepared-*.json")]
     assert sorted((job.request.ref, job.request.new, job.commit) for job in prepared) == [
         ("refs/heads/main", commit, commit), ("refs/tags/v1.0", tag_object, commit)]
+
+
+def test_a_config_whose_repos_key_is_misspelt_fails_closed_for_every_branch(clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text(gitea.config_path.read_text().replace("repos:", "Repos:"))
+    clone.commit()
+    assert_rejected(clone, "main:experiment", lines=[
+        "hf-publish: rejected refs/heads/experiment of acme/bert-tiny, which may publish to the Hub: the publishing "
+        "config is broken, so nothing can be checked:",
+        f"  {gitea.config_path}:11: Repos: unknown key; did you mean 'repos'? (fix config.yaml; README.md lists "
+        "every key)",
+        "  (a Gitea admin must fix it; refs that do not publish are not affected)",
+    ])

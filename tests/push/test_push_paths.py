@@ -13,7 +13,7 @@ def test_a_file_under_a_cache_folder_is_refused_instead_of_silently_never_publis
     clone.commit({".cache/huggingface/download/config.json": "{}", "config.json": "{}"})
     assert_rejected(clone, "main", lines=[
         HEADER,
-        f"  .cache/huggingface/download/config.json: the Hub cannot hold files under a .cache/ folder {HINT}",
+        f"  .cache/huggingface/download/config.json: the Hub cannot hold a file or folder named .cache {HINT}",
     ])
 
 

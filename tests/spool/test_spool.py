@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -224,11 +225,26 @@ def test_a_prepared_job_whose_notice_is_lost_waits_for_the_worker(root: str) -> 
     assert layout.job_names(root, "queue") == [job.id + ".json"]
 
 
-def test_a_job_time_that_is_not_a_number_is_refused() -> None:
-    data = dump(make_job(1)).replace(f'"created": {T0 + 1}'.encode(), b'"created": NaN')
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("created", "NaN", "created: must be a number from 0 to 17179869184"),
+    ("created", "1e300", "created: must be a number from 0 to 17179869184"),
+    ("created", "1" + "0" * 400, "created: must be a number from 0 to 17179869184"),
+    ("attempts", "-1", "attempts: must be a whole number from 0 to 9007199254740992"),
+    ("attempts", "1" + "0" * 400, "attempts: must be a whole number from 0 to 9007199254740992"),
+])
+def test_numbers_no_job_can_hold_are_refused_not_raised(field: str, value: str, problem: str) -> None:
+    # Huge or odd numbers must end as a bad job in failed/, never as an exception that stops the worker.
+    good = dump(make_job(1)).decode()
+    data = re.sub(rf'"{field}": [^,\n]+', f'"{field}": {value}', good).encode()
     with pytest.raises(JobError) as caught:
         parse(jid(1) + ".json", data)
-    assert caught.value.message == f"job file {jid(1)}.json: created: must be a finite number"
+    assert caught.value.message == f"job file {jid(1)}.json: {problem}"
+
+
+def test_a_job_prepared_by_the_previous_release_is_still_found_by_its_id() -> None:
+    old_name = f"prepared-d814ea377ee63976-{'a' * 40}.{jid(1)}.json"
+    assert layout.job_file_name(old_name) == jid(1) + ".json"
+    assert layout.job_file_name(f"prepared-{'a' * 40}-{jid(1)}.json") == jid(1) + ".json"
 
 
 def test_a_stray_prepared_file_name_gives_no_job_name_and_does_not_parse(root: str) -> None:

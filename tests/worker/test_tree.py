@@ -21,7 +21,7 @@ def test_a_path_the_hub_cannot_hold_fails_the_publish_by_name(server: GiteaServe
     rule = parse("c.yaml", RULES).repos[0]
     with pytest.raises(PublishError) as failed:
         tree.published_files(rule, commit, str(work.path))
-    assert str(failed.value) == (".cache/weights.json: the Hub cannot hold files under a .cache/ folder (rename or "
+    assert str(failed.value) == (".cache/weights.json: the Hub cannot hold a file or folder named .cache (rename or "
                                  "remove it in git, or exclude it in the rule, then push again)")
 
 

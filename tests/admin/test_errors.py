@@ -23,8 +23,16 @@ def as_nobody(*argv: str, env: dict[str, str] | None = None) -> subprocess.Compl
                           capture_output=True, text=True, cwd=ROOT, env=env)
 
 
+@pytest.fixture(scope="module")
+def second_uid() -> None:
+    """Another user can run this checkout's interpreter and package, as on a server; say so when it cannot."""
+    probe = as_nobody(sys.executable, "-c", "import gitea_hf_hook.worker.hub_client")
+    if probe.returncode != 0:
+        pytest.skip(f"uid {NOBODY} cannot run {sys.executable} on {ROOT}: {probe.stderr.strip()[-200:]}")
+
+
 @pytest.fixture
-def shared() -> Iterator[Path]:
+def shared(second_uid: None) -> Iterator[Path]:
     """A folder another user can enter and read, as a real server's data folders are (pytest's are 0700)."""
     path = Path(tempfile.mkdtemp(prefix="gitea-hf-hook-"))
     path.chmod(0o755)

@@ -400,3 +400,15 @@ def test_sigterm_stops_an_idle_worker_with_several_processes(config: Config) -> 
         child.kill()
     assert child.returncode == 0, err
     assert err.count("worker stopped") == 2
+
+
+def test_a_stray_file_named_like_a_prepared_job_is_dropped_and_the_worker_goes_on(config: Config) -> None:
+    layout.enqueue(config.spool, make_job(1))
+    stray = Path(config.spool, "tmp", "prepared-x.json")
+    stray.write_text("{}")
+    (stray.parent / "prepared-x.notice").write_text("x")
+    for path in stray.parent.iterdir():
+        os.utime(path, (T0 - 700, T0 - 700))
+    recorder = Recorder()
+    assert worker.loop(config, T0, recorder).published == [jid(1)]
+    assert os.listdir(stray.parent) == []

@@ -11,16 +11,19 @@ from tests.support.gitea_server import Clone, GiteaServer, assert_rejected, gite
 from tests.support.rules import GROUPS, RULE
 
 
+def broken_config(ref: str, error: str) -> list[str]:
+    """What a pusher of a ref that may publish reads while the config is broken."""
+    return [f"hf-publish: rejected {ref} of acme/bert-tiny, which may publish to the Hub: the publishing config is "
+            "broken, so nothing can be checked:",
+            f"  {error} (fix config.yaml; README.md lists every key)",
+            "  (a Gitea admin must fix it; refs that do not publish are not affected)"]
+
+
 def test_a_broken_config_rejects_publishing_refs_and_lets_others_pass(clone: Clone, gitea: GiteaServer):
     gitea.config_path.write_text(gitea.config_path.read_text().replace("publishers:", "publisher:"))
     clone.commit()
-    assert_rejected(clone, "main", lines=[
-        "hf-publish: rejected refs/heads/main of acme/bert-tiny, which may publish to the Hub: the publishing "
-        "config is broken, so nothing can be checked:",
-        f"  {gitea.config_path}:16: repos[0].publisher: unknown key; did you mean 'publishers'? "
-        "(fix config.yaml; README.md lists every key)",
-        "  (a Gitea admin must fix it; refs that do not publish are not affected)",
-    ])
+    assert_rejected(clone, "main", lines=broken_config(
+        "refs/heads/main", f"{gitea.config_path}:16: repos[0].publisher: unknown key; did you mean 'publishers'?"))
     other = clone.push("main:experiment")
     assert other.ok and other.remote == []
 
@@ -125,10 +128,5 @@ def test_with_enforce_off_an_internal_error_prepares_an_annotated_tag_with_its_c
 def test_a_config_whose_repos_key_is_misspelt_fails_closed_for_every_branch(clone: Clone, gitea: GiteaServer):
     gitea.config_path.write_text(gitea.config_path.read_text().replace("repos:", "Repos:"))
     clone.commit()
-    assert_rejected(clone, "main:experiment", lines=[
-        "hf-publish: rejected refs/heads/experiment of acme/bert-tiny, which may publish to the Hub: the publishing "
-        "config is broken, so nothing can be checked:",
-        f"  {gitea.config_path}:11: Repos: unknown key; did you mean 'repos'? (fix config.yaml; README.md lists "
-        "every key)",
-        "  (a Gitea admin must fix it; refs that do not publish are not affected)",
-    ])
+    assert_rejected(clone, "main:experiment", lines=broken_config(
+        "refs/heads/experiment", f"{gitea.config_path}:11: Repos: unknown key; did you mean 'repos'?"))

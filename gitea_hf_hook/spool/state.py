@@ -38,8 +38,9 @@ def target_key(target: Target) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
-def state_path(spool: str, target: Target) -> str:
-    return os.path.join(spool, "state", "targets", target_key(target) + ".json")
+def state_path(spool: str, key: str) -> str:
+    """The state file of the target whose :func:`target_key` is ``key``."""
+    return os.path.join(spool, "state", "targets", key + ".json")
 
 
 def dump(state: TargetState) -> bytes:

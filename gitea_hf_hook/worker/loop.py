@@ -67,7 +67,7 @@ def backoff(attempts: int, settings: WorkerSettings, retry_after: float | None =
 def read_state(root: str, key: str) -> TargetState | None:
     """The last publish to a target, or None before the first. A state file that does not parse is logged and
     treated as absent: the next publish then compares with the Hub itself, which is always safe."""
-    path = os.path.join(root, "state", "targets", key + ".json")
+    path = state_path(root, key)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -212,7 +212,7 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
             return
         new_state = TargetState(target=job.target, job=job.id, created=job.created, published=now, result=published)
         # State first, then done/: a crash in between is recognised by the job id in the state (see _supersede).
-        path = state_path(config.spool, job.target)
+        path = state_path(config.spool, key)
         layout.write_atomic(os.path.dirname(path), os.path.basename(path), dump_state(new_state), config.spool)
         claim.finish("done", _settled(job, "published", now, result=published))
         result.published.append(job.id)

@@ -84,7 +84,7 @@ def _ours(path: str) -> bool:
 
 def install(config: Config, repos: list[str], python: str = sys.executable) -> list[str]:
     """Write both hooks into each repository; returns one line per repository."""
-    layout.ensure_layout(config.spool)
+    layout.ensure_layout(config.spool, repair=True)
     texts = {hook: render(hook, python, os.path.abspath(config.path)) for hook in HOOKS}
     lines = []
     for path in repos:

@@ -117,7 +117,7 @@ def passed_marker(config: Config, card: CardRule, oid: str) -> str:
     code = os.stat(os.path.join(os.path.dirname(os.path.abspath(__file__)), "scanners", "model_card.py"))
     # The blob id cannot be steered to collide; the checksum covers admin-written rules only.
     rule = zlib.crc32(f"{card!r} {code.st_mtime_ns} {code.st_size}".encode())
-    return os.path.join(config.spool, "state", "cards", f"{oid}-{rule:08x}")
+    return os.path.join(config.spool, "cards", f"{oid}-{rule:08x}")
 
 
 def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes | None] | None) -> list[Problem]:

@@ -119,6 +119,7 @@ class RepoRule(NamedTuple):
     include: tuple[str, ...] = ("**",)
     exclude: tuple[str, ...] = ()
     delete_missing: bool = True
+    adopt: bool = False  # a first publish may go into a Hub repository that already holds files
     checks: Checks = Checks()
 
     def matches(self, full_name: str) -> bool:
@@ -180,6 +181,7 @@ class Config(NamedTuple):
     lfs_root: str = "/var/lib/gitea/data/lfs"
     gitea_url: str = ""
     gitea_token_file: str = ""
+    gitea_verify_lfs: bool = True  # ask Gitea that each LFS object belongs to the repository before uploading it
     hub_endpoint: str = "https://huggingface.co"
     hub_tokens: dict[str, str] = {}  # never mutated
     hub_xet: str = "auto"

@@ -314,12 +314,13 @@ REPO: Section = {
     "require_merge": ("require_merge", _boolean), "allow_deploy_keys": ("allow_deploy_keys", _boolean),
     "allow_force_push": ("allow_force_push", _boolean), "allow_delete": ("allow_delete", _boolean),
     "subdir": ("subdir", _subdir), "include": ("include", _globs), "exclude": ("exclude", _globs),
-    "delete_missing": ("delete_missing", _boolean), "checks": ("checks", _record(CHECKS, Checks)),
+    "delete_missing": ("delete_missing", _boolean), "adopt": ("adopt", _boolean),
+    "checks": ("checks", _record(CHECKS, Checks)),
 }
 WORKER: Section = {name: (name, _whole if name in ("max_attempts", "max_files_per_commit") else _positive)
                    for name in WorkerSettings._fields}
 GITEA: Section = {"repo_root": ("repo_root", _path), "lfs_root": ("lfs_root", _path), "url": ("gitea_url", _url),
-                  "token_file": ("gitea_token_file", _path)}
+                  "token_file": ("gitea_token_file", _path), "verify_lfs": ("gitea_verify_lfs", _boolean)}
 HUB: Section = {"endpoint": ("hub_endpoint", _endpoint), "tokens": ("hub_tokens", _tokens),
                 "xet": ("hub_xet", _xet)}
 # The top level: gitea and hub are flattened into Config's own fields; groups come before repos on purpose.

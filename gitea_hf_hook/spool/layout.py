@@ -21,21 +21,44 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .job import Job
 
-FOLDERS = ("tmp", "queue", "active", "done", "failed", "state")
-STATE_FOLDERS = ("state/targets", "state/locks", "state/cards")
+# Who may write where. The hooks, running as Gitea's user, write only the hook folders; everything the worker
+# decides from lives in folders only the spool's owner (the worker's user) can write. Both kinds are setgid so that
+# files stay in the spool's group, which Gitea's user and the worker's user share.
+HOOK_FOLDERS = ("tmp", "queue", "cards")
+WORKER_FOLDERS = ("active", "done", "failed", "state", "state/targets", "state/locks")
+FOLDERS = ("tmp", "queue", "active", "done", "failed", "state")  # the job folders, as the queue commands list them
+HOOK_FOLDER_MODE = 0o2770
+WORKER_FOLDER_MODE = 0o2750
+ROOT_MODE = 0o2750
 
 
-# Gitea (the hooks) and the worker run as different users sharing a group, so the worker alone can read the
-# Hub tokens: folders the group can write, and setgid so that what either creates stays in that group.
-FOLDER_MODE = 0o2770
+def mode_of(name: str) -> int:
+    """The mode a spool folder is created with: ``name`` is relative to the spool ('' for the spool itself)."""
+    return HOOK_FOLDER_MODE if name in HOOK_FOLDERS else WORKER_FOLDER_MODE if name else ROOT_MODE
 
 
-def ensure_layout(spool: str) -> None:
-    """Create the spool's folders if they are missing, writable by the owner's group."""
-    for path in (spool, *(os.path.join(spool, name) for name in FOLDERS + STATE_FOLDERS)):
-        if not os.path.isdir(path):
+def ensure_layout(spool: str, *, repair: bool = False) -> None:
+    """Create the spool's folders that are missing, each with its mode; ``repair`` resets the modes of existing ones
+    too (``install`` does, so an upgrade from a layout where Gitea's user could write every folder is fixed).
+
+    Run as root (by ``install``), what it creates belongs to the spool folder's owner and group, so that root never
+    leaves a folder the worker's user cannot write.
+    """
+    if not os.path.isdir(spool):
+        os.makedirs(spool, exist_ok=True)
+        os.chmod(spool, ROOT_MODE)  # past the umask
+    elif repair:
+        os.chmod(spool, ROOT_MODE)
+    owner = os.stat(spool)
+    for name in HOOK_FOLDERS + WORKER_FOLDERS:
+        path = os.path.join(spool, name)
+        created = not os.path.isdir(path)
+        if created:
             os.makedirs(path, exist_ok=True)
-            os.chmod(path, FOLDER_MODE)  # past the umask
+        if created or repair:
+            os.chmod(path, mode_of(name))
+            if os.geteuid() == 0:
+                os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def writable_problem(spool: str) -> tuple[str, str] | None:

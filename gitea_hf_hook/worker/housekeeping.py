@@ -50,7 +50,7 @@ def sweep(config: Config, now: float) -> None:
                     os.unlink(path)
             except FileNotFoundError:
                 pass  # promoted or removed by someone else meanwhile
-    cards = os.path.join(root, "state", "cards")
+    cards = os.path.join(root, "cards")
     for name in os.listdir(cards) if os.path.isdir(cards) else ():
         try:
             if os.stat(os.path.join(cards, name)).st_mtime < now - CARD_MARKERS_DAYS * 86400:

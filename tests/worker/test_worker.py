@@ -267,7 +267,7 @@ def test_old_done_jobs_and_stale_tmp_files_are_pruned(config: Config) -> None:
     (tmp / "abandoned.json.123.abcd").write_text("{")
     os.utime(tmp / "abandoned.json.123.abcd", (T0 - 3601, T0 - 3601))
     (tmp / "being-written.json.456.ef01").write_text("{")
-    cards = Path(config.spool, "state", "cards")
+    cards = Path(config.spool, "cards")
     (cards / "old-card").touch()
     os.utime(cards / "old-card", (T0 - 31 * 86400, T0 - 31 * 86400))
     (cards / "recent-card").touch()

@@ -52,6 +52,10 @@ def ensure_layout(spool: str, *, repair: bool = False) -> None:
     owner = os.stat(spool)
     for name in HOOK_FOLDERS + WORKER_FOLDERS:
         path = os.path.join(spool, name)
+        if os.path.islink(path):  # never chmod or chown through a link Gitea's user may have planted
+            from ..errors import SpoolError
+
+            raise SpoolError(f"the spool folder {path} is a symbolic link", f"remove it (rm {path}); it is recreated")
         created = not os.path.isdir(path)
         if created:
             os.makedirs(path, exist_ok=True)

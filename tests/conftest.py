@@ -20,6 +20,7 @@ os.environ.pop("HF_ENDPOINT", None)
 import pytest  # noqa: E402
 from huggingface_hub import constants  # noqa: E402
 
+from tests.support.gitea_api import GiteaApi  # noqa: E402
 from tests.support.gitea_server import Clone, GiteaServer  # noqa: E402
 from tests.support.hub import Hub  # noqa: E402
 from tests.support.rules import CARD, GROUPS, RULE  # noqa: E402
@@ -50,8 +51,12 @@ def _isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> GiteaServer:
-    return GiteaServer(tmp_path)
+def server(tmp_path: Path) -> Iterator[GiteaServer]:
+    """Gitea's disk, and its LFS batch endpoint on loopback (stopped after the test)."""
+    gitea = GiteaServer(tmp_path)
+    gitea.gitea_api = GiteaApi(gitea.lfs_root)
+    yield gitea
+    gitea.gitea_api.stop()
 
 
 @pytest.fixture
@@ -78,3 +83,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                    "--org", "acme", "--page-size", "3")
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture
+def gitea_api(server: GiteaServer) -> GiteaApi:
+    """Gitea's LFS batch endpoint, answering from ``server``'s LFS store (every server has one)."""
+    assert server.gitea_api is not None
+    return server.gitea_api

@@ -45,7 +45,9 @@ class Site:
         return commit
 
     def worker_command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CLI, "--config", str(self.server.config_path), "worker", *args],
+        # These tests run as root, which the worker refuses unless told; tests/test_two_users.py runs it as its own
+        # user.
+        return subprocess.run([*CLI, "--config", str(self.server.config_path), "worker", "--allow-root", *args],
                               capture_output=True, text=True, timeout=120)
 
     def hub_files(self) -> dict[str, bytes]:
@@ -150,7 +152,7 @@ def test_a_worker_killed_mid_publish_leaves_exactly_one_hub_commit(site: Site):
     # The Hub holds the commit call for a while, so the worker is surely inside it when it dies.
     site.hub.fault(method="POST", path="/commit/", delay=3, times=1)
     injected = site.hub.stats().get("faults_injected", 0)
-    running = subprocess.Popen([*CLI, "--config", str(site.server.config_path), "worker"],
+    running = subprocess.Popen([*CLI, "--config", str(site.server.config_path), "worker", "--allow-root"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while site.hub.stats().get("faults_injected", 0) == injected:  # until the commit call reaches the Hub

@@ -106,13 +106,23 @@ def _echo_json(data: Any) -> None:
 @click.option("--once", is_flag=True, help="Publish every job that is due, then exit.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
               help="Worker processes draining the spool together.")
+@click.option("--allow-root", is_flag=True,
+              help="Run even as root (the files it creates are then root's, and the worker's user cannot "
+                   "change them later).")
 @click.pass_context
 @_errors
-def worker(ctx: click.Context, once: bool, workers: int) -> None:
-    """Publish queued jobs to the Hub until SIGTERM or SIGINT (exit 0), or with --once until none is due."""
-    from ..worker import service
+def worker(ctx: click.Context, once: bool, workers: int, allow_root: bool) -> None:
+    """Publish queued jobs to the Hub until SIGTERM or SIGINT (exit 0), or with --once until none is due.
 
-    sys.exit(service.run(_config(ctx), once=once, workers=workers))
+    Run it as the worker's user. It refuses to start while anyone but root and that user could change the config,
+    the spool or the folders above them, or read a token file; the error names the file and the fix.
+    """
+    from ..worker import preflight, service
+
+    # Never from the cache: it lives in a home folder only checked below.
+    config = load(config_path(ctx.obj["config"]), cached=False)
+    preflight.check(config, allow_root=allow_root)
+    sys.exit(service.run(config, once=once, workers=workers))
 
 
 @cli.group()

@@ -15,6 +15,7 @@ from ..config.model import Config
 from ..errors import HookError
 from ..gitea.environment import repo_dir
 from ..spool import layout
+from .check import existing_refs
 
 HOOKS = ("pre-receive", "post-receive")
 HOOK_FILE = "hf-publish"
@@ -82,11 +83,29 @@ def _ours(path: str) -> bool:
         return False
 
 
+def _prepare_spool(spool: str) -> None:
+    """Create or repair the spool when this user may (root, or the spool's owner); Gitea's user, which runs install
+    on servers where root does not, may only check that it can queue jobs there."""
+    try:
+        owner = os.lstat(spool).st_uid
+    except FileNotFoundError:
+        owner = os.geteuid()
+    if os.geteuid() in (0, owner):
+        layout.ensure_layout(spool, repair=True)
+    elif layout.writable_problem(spool):
+        raise HookError(f"{spool}: this user may not queue jobs there (its tmp/ and queue/ are missing or not "
+                        "writable by this user)", "run gitea-hf-hook worker --once as the spool's owner first: it "
+                        "creates the spool's folders, with tmp/, queue/ and cards/ writable by Gitea's group")
+
+
 def install(config: Config, repos: list[str], python: str = sys.executable) -> list[str]:
-    """Write both hooks into each repository; returns one line per repository."""
-    layout.ensure_layout(config.spool, repair=True)
+    """Write both hooks into each repository; returns one line per repository, each followed by what its
+    publishing refs would meet on their first publish (see :func:`.check.existing_refs`), and a closing warning
+    when any of them would be refused."""
+    _prepare_spool(config.spool)
     texts = {hook: render(hook, python, os.path.abspath(config.path)) for hook in HOOKS}
     lines = []
+    refused = 0
     for path in repos:
         notes = []
         for hook in HOOKS:
@@ -110,7 +129,20 @@ def install(config: Config, repos: list[str], python: str = sys.executable) -> l
             if not gitea_dispatcher:
                 notes.append(f"hooks/{hook} is not Gitea's dispatcher, so the hook will not run "
                              "(let Gitea resynchronise its hooks)")
+        try:
+            checked, problems = existing_refs(config, path)
+        except HookError as exc:
+            # The hooks are in place; a repository git cannot read here must not stop the others.
+            checked, problems = [], 0
+            notes.append(f"its existing refs were not checked: {exc}")
         lines.append(f"installed {_name(config, path)}" + "".join(f"; warning: {n}" for n in notes))
+        lines += checked
+        refused += problems if config.enforce else 0
+    if refused:
+        one = refused == 1
+        lines.append(f"warning: {refused} publishing ref{'' if one else 's'} would be refused, so "
+                     f"{'its' if one else 'their'} first publish will fail until fixed (fix what is listed above "
+                     "in a new commit and push it; for a tag, tag a fixed commit)")
     return lines
 
 

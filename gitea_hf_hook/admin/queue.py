@@ -228,7 +228,7 @@ def retry(root: str, job_id: str, now: float) -> Job:
         reason = (job.outcome.reason if job.outcome else "") or "it failed"
         job = job._replace(attempts=0, not_before=0.0, retried=now, outcome=None,
                            errors=(*job.errors, Attempt(now, f"queued again by an admin after: {reason}")))
-        layout.write_atomic(os.path.join(root, "failed"), name, dump(job), root)
+        layout.write_private(os.path.join(root, "failed"), name, dump(job))
         os.rename(path, os.path.join(root, "queue", name))
         layout.fsync_dir(os.path.join(root, "queue"))
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +38,8 @@ def open_content(data: bytes, pointer: lfs.Pointer | None, lfs_root: str) -> Ite
         yield io.BytesIO(data), len(data)
         return
     try:
-        f = open(lfs.object_path(lfs_root, pointer.oid), "rb")
+        # Never through a link: the store is Gitea's to write, and a link would make us read what it names.
+        f = open(os.open(lfs.object_path(lfs_root, pointer.oid), os.O_RDONLY | os.O_NOFOLLOW), "rb")
     except OSError:
         yield None  # reported by the LFS check
         return
@@ -47,10 +49,13 @@ def open_content(data: bytes, pointer: lfs.Pointer | None, lfs_root: str) -> Ite
 
 def _lfs_problem(path: str, pointer: lfs.Pointer, lfs_root: str) -> Problem | None:
     try:
-        size = os.stat(lfs.object_path(lfs_root, pointer.oid)).st_size
+        info = os.lstat(lfs.object_path(lfs_root, pointer.oid))
     except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
         return Problem(path, f"Git LFS object {pointer.oid[:12]} is not on the server",
                        "run: git lfs push --all origin, then push again")
+    size = info.st_size
     if size != pointer.size:
         return Problem(path, f"Git LFS object {pointer.oid[:12]} holds {size} bytes, the pointer says {pointer.size}",
                        "run: git lfs push --all origin, then push again")
@@ -120,8 +125,10 @@ def passed_marker(config: Config, card: CardRule, oid: str) -> str:
     return os.path.join(config.spool, "cards", f"{oid}-{rule:08x}")
 
 
-def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes | None] | None) -> list[Problem]:
-    """The whole-tree check: README.md at the new tip. A card that passed before is not parsed again."""
+def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes | None] | None, *,
+               markers: bool = True) -> list[Problem]:
+    """The whole-tree check: README.md at the new tip. A card that passed before is not parsed again, unless
+    ``markers`` is off: the worker trusts no marker, since Gitea's user can write them."""
     card = rule.checks.model_card
     assert card is not None
     shown = f"{rule.subdir}/README.md" if rule.subdir else "README.md"
@@ -131,7 +138,7 @@ def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes |
     if obj[3] is None:
         return [Problem(shown, f"{obj[2] / MIB:.1f} MiB is too large for a model card", "keep README.md small")]
     marker = passed_marker(config, card, obj[0])
-    if os.path.exists(marker):
+    if markers and os.path.exists(marker):
         return []
     data = obj[3]
     pointer = lfs.parse_pointer(data)
@@ -144,7 +151,7 @@ def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes |
 
     metrics = {name: (op, value) for name, op, value in card.metrics}
     findings = check_model_card(data, required=card.required, licenses=card.licenses, metrics=metrics)
-    if not findings:
+    if not findings and markers:
         try:
             os.makedirs(os.path.dirname(marker), exist_ok=True)
             open(marker, "x").close()
@@ -153,10 +160,15 @@ def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes |
     return findings_at(shown, findings)
 
 
-def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list[Problem]:
-    """Every content problem of publishing ``commit``; only files changed since ``base`` when it is given."""
+def check(config: Config, rule: RepoRule, commit: str, base: str | None, *, cwd: str | None = None,
+          markers: bool = True) -> list[Problem]:
+    """Every content problem of publishing ``commit``; only files changed since ``base`` when it is given.
+
+    The hooks run in the repository; the worker names it as ``cwd`` and passes ``markers=False`` (see
+    :func:`check_card`).
+    """
     checks = rule.checks
-    entries = git.changed_files(base, commit) if base else git.list_tree(commit)
+    entries = git.changed_files(base, commit, cwd) if base else git.list_tree(commit, cwd)
     problems: list[Problem] = []
     blobs: list[tuple[str, str, str]] = []  # (shown path, lowercase name, oid)
     for entry in entries:
@@ -172,9 +184,10 @@ def check(config: Config, rule: RepoRule, commit: str, base: str | None) -> list
     if checks.model_card is not None:
         card_spec = [f"{commit}:{rule.subdir + '/' if rule.subdir else ''}README.md"]
     # One content batch for all: a blob over the limit is passed over unread and reported by its size.
-    objects = git.read_objects(card_spec + [oid for _, _, oid in blobs], limit=max(limit, lfs.MAX_POINTER_SIZE))
+    objects = git.read_objects(card_spec + [oid for _, _, oid in blobs], cwd=cwd,
+                               limit=max(limit, lfs.MAX_POINTER_SIZE))
     if card_spec:
-        problems += check_card(config, rule, next(objects))
+        problems += check_card(config, rule, next(objects), markers=markers)
     # The generator goes first so that it runs to its end and reaps the git process.
     for obj, (shown, name, _) in zip(objects, blobs, strict=True):
         if obj is None:

@@ -4,6 +4,12 @@ Every subprocess inherits the hook's environment unchanged. During pre-receive t
 quarantine directory (GIT_OBJECT_DIRECTORY, GIT_ALTERNATE_OBJECT_DIRECTORIES), the only place the pushed
 objects can be seen from; stripping ``GIT_*`` variables would hide them.
 
+The worker reads the same repositories as another user, one that holds secrets, and treats them as hostile: it
+runs inside ``confined()``, where git gets an environment of its own and settings that outrank the repository's
+config (``isolation.py``), so that nothing a repository configures makes git run a program or open a connection.
+
+Revision arguments follow ``--end-of-options``: a name that starts with ``-`` is never read as an option.
+
 Processes are started with ``os.posix_spawnp`` and plain pipes rather than the ``subprocess`` module, whose
 import alone costs every push about 3 ms.
 """
@@ -13,7 +19,7 @@ from __future__ import annotations
 import os
 import select
 from _signal import SIGPIPE  # type: ignore[import-not-found]  # the C module: the signal wrapper costs an import
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from ..errors import GitError
@@ -54,13 +60,55 @@ class Completed(NamedTuple):
     stderr: bytes
 
 
+# While ``confined()`` is active: the environment and the leading arguments every git process gets instead.
+_confinement: tuple[dict[str, str], tuple[str, ...]] | None = None
+_confined_depth = 0
+
+
+class _Confined:
+    """The context manager ``confined()`` returns; nesting is allowed, the outermost exit ends it."""
+
+    def __enter__(self) -> None:
+        global _confinement, _confined_depth
+        if _confined_depth == 0:
+            from . import isolation  # imported here: the hooks never enter confinement and never pay for it
+
+            _confinement = (isolation.environment(os.environ), isolation.ARGUMENTS)
+        _confined_depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        global _confinement, _confined_depth
+        _confined_depth -= 1
+        if _confined_depth == 0:
+            _confinement = None
+
+
+def confined() -> _Confined:
+    """Run every git process of this module confined until the ``with`` block ends: for a reader that must not
+    trust the repository (the worker).
+
+    Inside it git gets an environment built from scratch (PATH kept, no system, global or XDG config, no
+    inherited ``GIT_*`` variable, no lazy fetch, no transport), ``-c`` settings that turn off every configured
+    program and connection, and ``safe.directory`` for exactly the repository folder of each call, so that a
+    repository owned by Gitea's user is readable without trusting any other. Outside it nothing changes.
+    """
+    return _Confined()
+
+
 def _spawn(args: tuple[str, ...], cwd: str | None, stdin: int, stdout: int, stderr: int) -> int:
     """Start ``git args`` (in ``cwd`` when given) on the given descriptors; returns its pid."""
-    argv = ["git", *(("-C", cwd) if cwd else ()), *args]
+    if _confinement is None:
+        argv = ["git", *(("-C", cwd) if cwd else ()), *args]
+        env: Mapping[str, str] = os.environ
+    else:
+        env, leading = _confinement
+        # Trusted for this call only: the folder git opens, resolved as git resolves it before comparing.
+        repo = os.path.realpath(cwd or os.curdir)
+        argv = ["git", *leading, "-c", f"safe.directory={repo}", "-C", repo, *args]
     actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_DUP2, stderr, 2)]
     try:
         # Python ignores SIGPIPE and a spawned child would inherit that; git should die of it as usual.
-        return os.posix_spawnp("git", argv, os.environ, file_actions=actions, setsigdef=(SIGPIPE,))
+        return os.posix_spawnp("git", argv, env, file_actions=actions, setsigdef=(SIGPIPE,))
     except OSError as exc:
         raise GitError(f"cannot run git: {exc.strerror}", "install git where the Gitea server can run it") from None
 
@@ -125,7 +173,7 @@ def run(*args: str, cwd: str | None = None, ok_codes: tuple[int, ...] = (0,)) ->
 
 def list_tree(commit: str, cwd: str | None = None) -> list[Entry]:
     """Every file of ``commit``'s tree, recursively (one ``git ls-tree`` process)."""
-    out = run("ls-tree", "-r", "-z", "--full-tree", commit, cwd=cwd).stdout
+    out = run("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit, cwd=cwd).stdout
     entries = []
     for record in out.split(b"\0"):
         if not record:
@@ -138,7 +186,8 @@ def list_tree(commit: str, cwd: str | None = None) -> list[Entry]:
 
 def diff(old: str, new: str, cwd: str | None = None) -> list[Change]:
     """Every path that differs between two commits, without rename detection (one ``git diff-tree`` process)."""
-    out = run("diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", old, new, cwd=cwd).stdout
+    out = run("diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--end-of-options", old, new,
+              cwd=cwd).stdout
     fields = out.split(b"\0")
     changes = []
     for i in range(0, len(fields) - 1, 2):
@@ -246,7 +295,7 @@ def read_objects(specs: list[str], cwd: str | None = None,
 
 def is_ancestor(old: str, new: str, cwd: str | None = None) -> bool:
     """True when ``old`` is reachable from ``new``, that is the update is a fast-forward."""
-    return run("merge-base", "--is-ancestor", old, new, cwd=cwd, ok_codes=(0, 1)).returncode == 0
+    return run("merge-base", "--is-ancestor", "--end-of-options", old, new, cwd=cwd, ok_codes=(0, 1)).returncode == 0
 
 
 def reachable_from_any(commit: str, tips: Iterable[str], cwd: str | None = None) -> bool:
@@ -254,15 +303,32 @@ def reachable_from_any(commit: str, tips: Iterable[str], cwd: str | None = None)
     tips = list(tips)
     if not tips:
         return False
-    out = run("rev-list", "-n", "1", commit, "--not", *tips, cwd=cwd).stdout
+    # ^tip rather than --not: after --end-of-options, --not would be read as a revision.
+    out = run("rev-list", "-n", "1", "--end-of-options", commit, *(f"^{tip}" for tip in tips), cwd=cwd).stdout
     return not out.strip()
 
 
 def refs(prefix: str, cwd: str | None = None) -> dict[str, str]:
     """Ref name to object id for every ref under ``prefix`` (e.g. ``refs/heads/``)."""
-    out = run("for-each-ref", "--format=%(objectname) %(refname)", prefix, cwd=cwd).stdout
+    out = run("for-each-ref", "--format=%(objectname) %(refname)", "--end-of-options", prefix, cwd=cwd).stdout
     result = {}
     for line in out.decode(errors="surrogateescape").splitlines():
         oid, _, name = line.partition(" ")
         result[name] = oid
     return result
+
+
+def rev_parse(name: str, cwd: str | None = None) -> str | None:
+    """The object id ``name`` (a ref, a tag, an object id, ``HEAD``...) points at, or None when there is none."""
+    out = run("rev-parse", "--verify", "--quiet", "--end-of-options", name, cwd=cwd, ok_codes=(0, 1)).stdout
+    return out.decode().strip() or None
+
+
+def commit_message(commit: str, cwd: str | None = None) -> bytes:
+    """The raw message of ``commit`` (a tag is followed to its commit): what follows the headers, as stored.
+
+    Read with ``cat-file``, never ``log``: no signature check, encoding or mailmap applies. A commit object
+    without a message has none: ``b""``.
+    """
+    raw = run("cat-file", "commit", "--end-of-options", commit, cwd=cwd).stdout
+    return raw.partition(b"\n\n")[2]

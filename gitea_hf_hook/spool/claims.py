@@ -65,6 +65,7 @@ def try_lock(path: str, holder: Holder | None) -> Any | None:
     from filelock import Timeout, UnixFileLock  # lazily: hooks import the spool, and must not pay for this
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    _create(path)
     data = json.dumps(asdict(holder), sort_keys=True).encode() if holder else b""
 
     def record(fd: int) -> None:
@@ -72,7 +73,8 @@ def try_lock(path: str, holder: Holder | None) -> Any | None:
         os.pwrite(fd, data, 0)
 
     # fallback_to_soft=False: a soft lock outlives a killed worker and would need the timeouts we refuse to use.
-    lock = UnixFileLock(path, thread_local=False, fallback_to_soft=False, on_acquired=record if holder else None)
+    lock = UnixFileLock(path, mode=0o660, thread_local=False, fallback_to_soft=False,
+                        on_acquired=record if holder else None)
     try:
         lock.acquire(blocking=False)
     except Timeout:
@@ -85,6 +87,35 @@ def try_lock(path: str, holder: Holder | None) -> Any | None:
                              "that is NFSv4, or NFSv3 with lockd, mounted without nolock or local_lock=flock") from None
         raise
     return lock
+
+
+def _create(path: str) -> None:
+    """Make sure the lock file exists, with the spool's group and a mode the group may use; raise SpoolError naming
+    the file, its owner and the fix when this user cannot open it (say, root made it)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660)
+    except PermissionError:
+        try:
+            import pwd
+
+            info = os.stat(path)
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except (OSError, KeyError):
+            owner = "another user"
+        folder = os.stat(os.path.dirname(path))
+        try:
+            import pwd
+
+            spool_owner = pwd.getpwuid(folder.st_uid).pw_name
+        except KeyError:
+            spool_owner = str(folder.st_uid)
+        raise SpoolError(f"cannot open the lock file {path}, which belongs to {owner}",
+                         f"chown {spool_owner} {path} (or remove it); run the worker as {spool_owner}, "
+                         "not as root") from None
+    try:
+        layout.adopt_ownership(fd, os.path.dirname(path))
+    finally:
+        os.close(fd)
 
 
 def read_holder(path: str) -> Holder | None:
@@ -138,8 +169,8 @@ class Claim:
         return os.path.join(self.spool, "active", self.name)
 
     def read(self) -> bytes:
-        with open(self.path, "rb") as f:
-            return f.read()
+        """The claimed job's bytes, read once: Gitea's user may own the file, so it is parsed from this copy."""
+        return layout.read_entry(os.path.join(self.spool, "active"), self.name)
 
     def finish(self, folder: str, job: Job | None = None, *, note: str | None = None) -> None:
         """Rewrite the job (when given), move it to ``folder`` and release the claim.
@@ -149,10 +180,9 @@ class Claim:
         """
         destination = os.path.join(self.spool, folder)
         if job is not None:
-            layout.write_atomic(os.path.join(self.spool, "active"), self.name, dump(job),
-                                   self.spool)
+            layout.write_private(os.path.join(self.spool, "active"), self.name, dump(job))
         if note is not None:
-            layout.write_atomic(destination, self.job_id + ".reason", note.encode() + b"\n", self.spool)
+            layout.write_private(destination, self.job_id + ".reason", note.encode() + b"\n")
         os.rename(self.path, os.path.join(destination, self.name))
         layout.fsync_dir(destination)
         self.release()

@@ -31,7 +31,7 @@ OUTCOMES = ("published", "superseded", "failed")
 _HEX = "0123456789abcdef"
 
 
-def _is_oid(text: str) -> bool:
+def is_oid(text: str) -> bool:
     """A full sha1 or sha256 object id in lowercase hex (no regex: pre-receive imports this module)."""
     return len(text) in (40, 64) and not text.strip(_HEX)
 
@@ -174,11 +174,11 @@ def _shape_problem(name: str, job: Job) -> str | None:
         return f"id: {job.id!r} does not match the file name"
     request, target = job.request, job.request.target
     for field in ("old", "new"):
-        if not _is_oid(getattr(request, field)):
+        if not is_oid(getattr(request, field)):
             return f"request.{field}: must be a full hex object id"
     if is_zero(request.new) != (request.commit == ""):
         return "request.commit: must be empty exactly when the ref is deleted"
-    if request.commit and not _is_oid(request.commit):
+    if request.commit and not is_oid(request.commit):
         return "request.commit: must be a full hex object id"
     if not request.ref.startswith(("refs/heads/", "refs/tags/")):
         return "request.ref: must be a branch or a tag"

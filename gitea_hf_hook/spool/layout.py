@@ -102,6 +102,52 @@ def write_atomic(folder: str, name: str, data: bytes, spool: str) -> str:
     return final
 
 
+def adopt_ownership(fd: int, folder: str) -> None:
+    """Give a file root just created to the owner and group of its folder, so root never locks the worker's user
+    out of a file it needs (a worker started as root by mistake, an admin command run with sudo)."""
+    if os.geteuid() == 0:
+        info = os.stat(folder)
+        os.fchown(fd, info.st_uid, info.st_gid)
+
+
+def write_private(folder: str, name: str, data: bytes) -> str:
+    """Write ``folder/name`` atomically, for the worker's own folders: the temporary file is a dotfile in
+    ``folder`` itself, never in ``tmp/``, where Gitea's user could swap it before the rename."""
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+    try:
+        adopt_ownership(fd, folder)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    final = os.path.join(folder, name)
+    os.rename(tmp, final)
+    fsync_dir(folder)
+    return final
+
+
+MAX_FILE = 1 << 20  # a job or state file is a few KiB; anything this large is not one
+
+
+def read_entry(folder: str, name: str) -> bytes:
+    """The bytes of the regular file ``folder/name``, never through a link; raises OSError (ELOOP for a link,
+    EFBIG for a file too large to be a job)."""
+    import errno
+    import stat
+
+    fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", name)
+        if info.st_size > MAX_FILE:
+            raise OSError(errno.EFBIG, f"larger than {MAX_FILE} bytes", name)
+        return os.read(fd, MAX_FILE + 1)
+    finally:
+        os.close(fd)
+
+
 def enqueue(spool: str, job: Job) -> str:
     """Queue a job; returns its id. The job is in ``queue/`` whole, or not at all."""
     from .job import dump

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from ..config.model import Target
 from ..errors import JobError
 from .codec import ShapeError, from_data, to_data
-from .job import PublishResult
+from .job import PublishResult, is_id, is_oid
 
 __all__ = ["PublishResult", "TargetState", "dump", "parse", "state_path", "target_key"]
 
@@ -53,6 +53,17 @@ def parse(name: str, data: bytes) -> TargetState:
         raw = json.loads(data)
         if not isinstance(raw, dict) or raw.pop("version", None) != VERSION:
             raise ShapeError("version", f"must be {VERSION}")
-        return from_data(TargetState, raw)
+        state = from_data(TargetState, raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise JobError(f"state file {name}: {exc}", "it is ignored: the next publish compares with the Hub") from None
+    # Its commit ids reach git's command line and the Hub's API: nothing but full hex ids, and a job id's shape.
+    result = state.result
+    for field, value in (("result.git_commit", result.git_commit), ("result.hub_commit", result.hub_commit or ""),
+                         *((f"result.hub_commits[{i}]", c) for i, c in enumerate(result.hub_commits))):
+        if value and not is_oid(value):
+            raise JobError(f"state file {name}: {field}: must be a full hex object id",
+                           "it is ignored: the next publish compares with the Hub")
+    if not is_id(state.job):
+        raise JobError(f"state file {name}: job: {state.job!r} is not a job id",
+                       "it is ignored: the next publish compares with the Hub")
+    return state

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 from ..config.model import Config
-from ..errors import GitError, JobError
+from ..errors import GitError, JobError, PublishError
 from ..gitea import git
 from ..gitea.hook_input import is_zero
 from ..redact import redact
 from ..spool import claims, layout
 from ..spool.job import parse
+from .derive import repository_folder, route
 
 log = logging.getLogger("gitea_hf_hook.worker")
 HOUSEKEEPING_EVERY = 600.0  # seconds between sweeps of done/, tmp/ and old lock files
@@ -30,6 +32,25 @@ def _say(message: str, level: int = logging.INFO) -> None:
     log.log(level, redact(message))
 
 
+def _open_folder(path: str) -> int:
+    """A descriptor for a spool folder, refusing a link (ELOOP): every entry is then reached through it."""
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+
+
+def _prune(folder: int, older_than: float, keep: Callable[[str], bool] = lambda name: False) -> None:
+    """Remove the entries of ``folder`` last changed before ``older_than``; a link is removed, never followed."""
+    for name in os.listdir(folder):
+        if keep(name):
+            continue
+        try:
+            if os.stat(name, dir_fd=folder, follow_symlinks=False).st_mtime < older_than:
+                os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            pass  # promoted or removed by someone else meanwhile
+        except IsADirectoryError:
+            pass  # not ours to remove: a folder someone made here
+
+
 def sweep(config: Config, now: float) -> None:
     """At most every few minutes: prune old done/ jobs, settle tmp/ and delete unused lock files."""
     root, stamp = config.spool, os.path.join(config.spool, "state", "housekeeping")
@@ -38,66 +59,95 @@ def sweep(config: Config, now: float) -> None:
             return
     except FileNotFoundError:
         pass
-    for folder in ("done", "tmp"):
-        for name in os.listdir(os.path.join(root, folder)):
-            path = os.path.join(root, folder, name)
-            try:
-                mtime = os.stat(path).st_mtime
-                if folder == "tmp" and name.startswith(layout.PREPARED) and name.endswith(".json"):
-                    if mtime < now - PREPARED_GRACE:
-                        _settle_prepared(root, name)
-                elif mtime < now - (config.worker.keep_done_days * 86400 if folder == "done" else STALE_TMP):
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass  # promoted or removed by someone else meanwhile
-    cards = os.path.join(root, "cards")
-    for name in os.listdir(cards) if os.path.isdir(cards) else ():
-        try:
-            if os.stat(os.path.join(cards, name)).st_mtime < now - CARD_MARKERS_DAYS * 86400:
-                os.unlink(os.path.join(cards, name))
-        except FileNotFoundError:
-            pass
-    claims.remove_stale_locks(root, now, STALE_TMP)
-    with open(stamp, "a"):
-        pass
-    os.utime(stamp, (now, now))
-
-
-def _settle_prepared(root: str, name: str) -> None:
-    """A job pre-receive prepared but post-receive never queued: queue it if its push landed, else drop it."""
-    path = os.path.join(root, "tmp", name)
-    with open(path, "rb") as f:
-        data = f.read()
+    done = _open_folder(os.path.join(root, "done"))
     try:
+        _prune(done, now - config.worker.keep_done_days * 86400)
+    finally:
+        os.close(done)
+    tmp = _open_folder(os.path.join(root, "tmp"))
+    try:
+        def prepared(name: str) -> bool:
+            return name.startswith(layout.PREPARED) and name.endswith(".json")
+
+        for name in [n for n in os.listdir(tmp) if prepared(n)]:
+            try:
+                if os.stat(name, dir_fd=tmp, follow_symlinks=False).st_mtime < now - PREPARED_GRACE:
+                    _settle_prepared(config, tmp, name)
+            except FileNotFoundError:
+                pass
+        # A prepared job's notice waits for its job; anything else this old belongs to a writer that died.
+        _prune(tmp, now - STALE_TMP, keep=lambda n: prepared(n) or (
+            n.startswith(layout.PREPARED) and n.endswith(".notice") and _exists(tmp, n[:-len(".notice")] + ".json")))
+    finally:
+        os.close(tmp)
+    cards = _open_folder(os.path.join(root, "cards"))
+    try:
+        _prune(cards, now - CARD_MARKERS_DAYS * 86400)
+    finally:
+        os.close(cards)
+    claims.remove_stale_locks(root, now, STALE_TMP)
+    fd = os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+    try:
+        os.utime(fd, (now, now))
+    finally:
+        os.close(fd)
+
+
+def _exists(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _settle_prepared(config: Config, tmp: int, name: str) -> None:
+    """A job pre-receive prepared but post-receive never queued: queue it if its push landed, else drop it.
+
+    The job is Gitea's user's to write, so its repository folder is derived from the config, never read from it.
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=tmp)
+        try:
+            data = os.read(fd, layout.MAX_FILE + 1)
+        finally:
+            os.close(fd)
         job = parse(layout.job_file_name(name), data)
-    except JobError as exc:
-        _remove_prepared(path)
+    except (JobError, OSError) as exc:
+        _remove_prepared(tmp, name)
         _say(f"dropped unreadable prepared job tmp/{name}: {exc}", logging.WARNING)
         return
-    ref, new, repo_dir, job_id = job.request.ref, job.request.new, job.request.repo_dir, job.id
-
+    ref, new, job_id = job.request.ref, job.request.new, job.id
     try:
-        proc = git.run("rev-parse", "--verify", "--quiet", ref, cwd=repo_dir, ok_codes=(0, 1))
-        current: str | None = proc.stdout.decode().strip() or None
-    except (GitError, OSError):
-        current = "unreadable"  # the repository is gone: nothing left to publish
+        owner, repo, _rule, _target = route(config, job)
+        folder = repository_folder(config, owner, repo)
+        current = git.rev_parse(ref, cwd=folder)
+    except (PublishError, GitError) as exc:
+        _remove_prepared(tmp, name)
+        _say(f"dropped prepared job {job_id} ({job.request.repository} {ref}): {exc}", logging.WARNING)
+        return
     if current == new or (current is None and is_zero(new)):
+        queue = _open_folder(os.path.join(config.spool, "queue"))
         try:
-            layout.queue_prepared(root, name)
+            os.rename(name, layout.job_file_name(name), src_dir_fd=tmp, dst_dir_fd=queue)
+            os.fsync(queue)
         except FileNotFoundError:
             return  # post-receive got there after all
-        layout.fsync_dir(os.path.join(root, "queue"))
-        _say(f"queued job {job_id} ({ref} at {new[:7]} in {repo_dir}), which post-receive did not queue")
+        finally:
+            os.close(queue)
+        _remove_prepared(tmp, name, job=False)
+        _say(f"queued job {job_id} ({ref} at {new[:7]} in {job.request.repository}), which post-receive did not "
+             "queue")
     else:
-        _remove_prepared(path)
-        _say(f"dropped prepared job {job_id}: {ref} in {repo_dir} is not at {new[:7]} (the push was refused "
-             "after pre-receive, or the repository is gone)", logging.WARNING)
+        _remove_prepared(tmp, name)
+        _say(f"dropped prepared job {job_id}: {ref} of {job.request.repository} is not at {new[:7]} (the push was "
+             "refused after pre-receive)", logging.WARNING)
 
 
-def _remove_prepared(path: str) -> None:
-    """A prepared job and its notice."""
-    for leftover in (path, path.removesuffix(".json") + ".notice"):
+def _remove_prepared(tmp: int, name: str, *, job: bool = True) -> None:
+    """A prepared job (unless ``job`` is false) and its notice."""
+    for leftover in ((name,) if job else ()) + (name.removesuffix(".json") + ".notice",):
         try:
-            os.unlink(leftover)
+            os.unlink(leftover, dir_fd=tmp)
         except FileNotFoundError:
             pass

@@ -17,8 +17,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..config.model import Config, WorkerSettings
-from ..errors import JobError, PublishError
+from ..config.model import Config, Target, WorkerSettings
+from ..errors import JobError, PublishError, SpoolError
+from ..gitea import git
 from ..redact import redact
 from ..spool import claims, layout
 from ..spool.job import Job, Outcome, parse
@@ -26,6 +27,7 @@ from ..spool.state import PublishResult, TargetState, state_path, target_key
 from ..spool.state import dump as dump_state
 from ..spool.state import parse as parse_state
 from . import housekeeping
+from .derive import route
 
 Publisher = Callable[[Config, Job, "TargetState | None"], PublishResult]
 
@@ -64,20 +66,27 @@ def backoff(attempts: int, settings: WorkerSettings, retry_after: float | None =
     return float(max(delay, retry_after or 0.0))
 
 
-def read_state(root: str, key: str) -> TargetState | None:
-    """The last publish to a target, or None before the first. A state file that does not parse is logged and
-    treated as absent: the next publish then compares with the Hub itself, which is always safe."""
-    path = state_path(root, key)
+def read_state(root: str, target: Target) -> TargetState | None:
+    """The last publish to a target, or None before the first. A state file that does not parse, or that speaks
+    of another target, is logged and treated as absent: the next publish then rebuilds what it needs from the Hub
+    itself, which is always safe."""
+    path = state_path(root, target_key(target))
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = layout.read_entry(os.path.dirname(path), os.path.basename(path))
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        say(f"state file {path} is ignored: {exc.strerror}", logging.WARNING)
+        return None
     try:
-        return parse_state(os.path.basename(path), data)
+        state = parse_state(os.path.basename(path), data)
     except JobError as exc:
         say(str(exc), logging.WARNING)
         return None
+    if state.target != target:
+        say(f"state file {path} is ignored: it speaks of {state.target.label}, not {target.label}", logging.WARNING)
+        return None
+    return state
 
 
 def _order(job: Job) -> tuple[float, str]:
@@ -103,6 +112,12 @@ def loop(config: Config, now: float | None = None, publish: Publisher | None = N
          stop: Callable[[], bool] | None = None) -> LoopResult:
     """One pass over the spool at time ``now`` (default: the clock). ``stop`` is asked between targets."""
     now = time.time() if now is None else now
+    # Every git process of the pass is confined: the repositories are Gitea's user's to write, config included.
+    with git.confined():
+        return _pass(config, now, publish, stop)
+
+
+def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[[], bool] | None) -> LoopResult:
     root = config.spool
     layout.ensure_layout(root)
     result = LoopResult()
@@ -112,14 +127,21 @@ def loop(config: Config, now: float | None = None, publish: Publisher | None = N
     groups: dict[str, list[Job]] = {}
     for name in layout.job_names(root, "queue"):
         try:
-            with open(os.path.join(root, "queue", name), "rb") as f:
-                job = parse(name, f.read())
+            job = parse(name, layout.read_entry(os.path.join(root, "queue"), name))
         except FileNotFoundError:
             continue  # another worker claimed it since the listing
-        except JobError as exc:
+        except (JobError, OSError) as exc:
             unreadable = claims.claim(root, name, now)
             if unreadable is not None:
-                _dead_letter_unreadable(unreadable, str(exc), result)
+                why = f"job file {name}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+                _dead_letter_unreadable(unreadable, why, result)
+            continue
+        try:
+            route(config, job)  # a job for a target its rule does not map is refused before it can supersede any
+        except PublishError as exc:
+            refused = claims.claim(root, name, now)
+            if refused is not None and (again := _reread(refused, result)) is not None:
+                _fail(refused, again, str(exc), now, result)
             continue
         groups.setdefault(target_key(job.target), []).append(job)
     # Branches before tags, since a tag lands on the Hub commit its branch's publish makes; then the targets
@@ -130,7 +152,10 @@ def loop(config: Config, now: float | None = None, publish: Publisher | None = N
     for key, jobs in sorted(groups.items(), key=priority):
         if stop is not None and stop():
             break
-        _drain_target(config, key, jobs, now, publish, result)
+        try:
+            _drain_target(config, key, jobs, now, publish, result)
+        except SpoolError as exc:  # one unusable lock or file must not stop the other targets
+            say(f"{exc.message} ({exc.hint})" if exc.hint else exc.message, logging.ERROR)
     return result
 
 
@@ -149,7 +174,8 @@ def _drain_target(config: Config, key: str, jobs: list[Job], now: float, publish
         result.busy.append(key)
         return
     try:
-        state = read_state(config.spool, key)  # read under the lock: another worker may just have written it
+        # Read under the lock: another worker may just have written it.
+        state = read_state(config.spool, newest.target)
         older = [j for j in jobs if j is not newest]
         winner = newest.id
         if state is not None and _order(newest) <= (state.created, state.job):
@@ -213,7 +239,7 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
         new_state = TargetState(target=job.target, job=job.id, created=job.created, published=now, result=published)
         # State first, then done/: a crash in between is recognised by the job id in the state (see _supersede).
         path = state_path(config.spool, key)
-        layout.write_atomic(os.path.dirname(path), os.path.basename(path), dump_state(new_state), config.spool)
+        layout.write_private(os.path.dirname(path), os.path.basename(path), dump_state(new_state))
         claim.finish("done", _settled(job, "published", now, result=published))
         result.published.append(job.id)
         say(f"published job {job.id}: {job.commit[:7]} is {job.target.label} "

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from ..config.model import Config, RepoRule
 from ..errors import GitError, PublishError
@@ -23,12 +22,15 @@ from ..gitea import git
 from ..gitea.hook_input import is_zero
 from ..spool.job import Job
 from ..spool.state import PublishResult, TargetState
+from . import store
+from .derive import Derived, derive
 from .tree import File
 
 MAX_LFS_FILES_PER_COMMIT = 25_000     # the Hub's limit per commit
 MAX_REGULAR_BYTES_PER_COMMIT = 10**9  # 1 GB of regular (base64-inlined) content per commit
-_MARKER = re.compile(r"^Gitea-Commit: ([0-9a-f]{40,64})(?: \(part (\d+) of (\d+)\))?\s*$", re.M)
+_MARKER = re.compile(r"Gitea-Commit: ([0-9a-f]{40}|[0-9a-f]{64})(?: \(part ([1-9]\d*) of ([1-9]\d*)\))?\Z")
 
+MAX_PROBLEMS_SHOWN = 20  # as many as a pusher is shown
 ApiFactory = Callable[..., Any]
 
 
@@ -38,21 +40,18 @@ def publish(config: Config, job: Job, state: TargetState | None, *,
 
     ``state`` is the previous successful publish to the same target. ``api_factory`` is called as
     ``api_factory(endpoint=..., token=...)`` and defaults to ``huggingface_hub.HfApi``. A change of ``scope``
-    (the rule's file selection) since ``state`` forces a full comparison with the Hub.
+    (the rule's file selection) since ``state`` forces a full comparison with the Hub. What is published where,
+    and with which token, comes from the config and git (:mod:`.derive`), never from the job file.
     """
     from . import hub_client
 
-    target = job.target
-    full_name = job.request.repository
-    rule = config.rule_for(full_name)
-    if rule is None:
-        raise PublishError(f"{full_name} no longer matches any repos entry of {config.path}",
-                           "nothing to publish; add a rule and push again if it should publish")
+    derived = derive(config, job)
+    target = derived.target
     token = hub_client.read_token(config, target.hub_repo)
     token_hint = f"the file named by hub.tokens.{hub_client.token_key(config, target.hub_repo)}"
     hub_client.prepare(config)
     api = (api_factory or hub_client.make_api)(endpoint=config.hub_endpoint, token=token)
-    run = _Run(config, job, rule, api, token)
+    run = _Run(config, job, derived, api, token)
     try:
         with hub_client.session(config.worker.timeout_seconds):
             if is_zero(job.request.new):
@@ -63,7 +62,7 @@ def publish(config: Config, job: Job, state: TargetState | None, *,
     except PublishError:
         raise
     except GitError as exc:
-        raise PublishError(f"reading {full_name} failed: {exc.message}", exc.hint) from None
+        raise PublishError(f"reading {job.request.repository} failed: {exc.message}", exc.hint) from None
     except Exception as exc:  # noqa: BLE001 - classified below; anything else is a bug and propagates
         error = hub_client.as_publish_error(exc, run.doing, token=token, token_hint=token_hint)
         if error is None:
@@ -88,9 +87,14 @@ def scope_of(rule: RepoRule) -> str:
     return hashlib.sha1(json.dumps(data).encode()).hexdigest()[:12]
 
 
-def marker_of(message: str) -> tuple[str, bool] | None:
-    """The git commit a Hub commit message publishes, and whether it is the last part; None without a marker."""
-    match = _MARKER.search(message or "")
+def marker_of(description: str) -> tuple[str, bool] | None:
+    """The git commit a Hub commit publishes, and whether it is the last part; None without a marker.
+
+    Only the last line of the description counts: the worker writes the marker there as a trailer, and a pusher
+    controls the subject and could put a marker in it, to capture the Hub tag of another commit.
+    """
+    lines = (description or "").rstrip().rsplit("\n", 1)
+    match = _MARKER.match(lines[-1].strip())
     if match is None:
         return None
     part, total = match.group(2), match.group(3)
@@ -100,13 +104,13 @@ def marker_of(message: str) -> tuple[str, bool] | None:
 class _Run:
     """One publish call: the job, its rule, the client, and what is being done (for error messages)."""
 
-    def __init__(self, config: Config, job: Job, rule: RepoRule, api: Any, token: str) -> None:
-        self.config, self.job, self.rule, self.api, self.token = config, job, rule, api, token
-        self.target = job.target
+    def __init__(self, config: Config, job: Job, derived: Derived, api: Any, token: str) -> None:
+        self.config, self.job, self.rule, self.api, self.token = config, job, derived.rule, api, token
+        self.target = derived.target
         self.repo_id, self.repo_type = self.target.hub_repo, self.target.repo_type
         self.revision = self.target.revision
-        self.commit = job.commit
-        self.cwd = job.request.repo_dir
+        self.commit = job.commit  # checked by derive(): on the ref, in this repository
+        self.cwd = derived.repo_dir
         self.what = self.target.repo_path
         self.doing = f"publishing to {self.what}"
 
@@ -134,11 +138,11 @@ class _Run:
         return self.api.list_repo_refs(self.repo_id, repo_type=self.repo_type)
 
     def head_message(self, revision: str) -> tuple[str, str] | None:
-        """The newest Hub commit of ``revision``: (id, message); one page of the listing."""
+        """The newest Hub commit of ``revision``: (id, description); one page of the listing."""
         from . import hub_client
 
         for item in hub_client.commits(self.api, self.token, self.repo_id, self.repo_type, revision):
-            return item["id"], f"{item.get('title') or ''}\n{item.get('message') or ''}"
+            return item["id"], str(item.get("message") or "")
         return None
 
     def find_published(self, branches: list[str]) -> str | None:
@@ -147,7 +151,7 @@ class _Run:
 
         for branch in branches:
             for item in hub_client.commits(self.api, self.token, self.repo_id, self.repo_type, branch):
-                mark = marker_of(f"{item.get('title') or ''}\n{item.get('message') or ''}")
+                mark = marker_of(str(item.get("message") or ""))
                 if mark == (self.commit, True):
                     return str(item["id"])
         return None
@@ -177,30 +181,93 @@ class _Run:
                 return _result(self.commit, newest[0], scope=scope, mode="already")
 
         self.doing = f"reading {self.job.request.ref} in {self.cwd}"
+        previous = last.git_commit if last is not None and last.git_commit and not is_zero(last.git_commit) else None
         changes = None
-        if ours and last is not None and last.scope == scope and last.git_commit and not is_zero(last.git_commit):
+        if ours and previous is not None and last is not None and last.scope == scope:
             try:
-                changes = tree.changes_between(self.rule, last.git_commit, self.commit, self.cwd)
+                changes = tree.changes_between(self.rule, previous, self.commit, self.cwd)
             except GitError:
                 changes = None  # the commit we last published is gone from git (history rewritten): compare trees
-        incremental = changes is not None
         if changes is not None:
             uploads, deletes = changes
             if not self.rule.delete_missing:
                 deletes = []
         else:
+            if previous is None and head:
+                self.doing = f"reading the history of {self.what} ({self.revision})"
+                previous = self.last_published(self.revision)
             wanted = tree.published_files(self.rule, self.commit, self.cwd)
             self.doing = f"listing the files of {self.what} ({self.revision})"
             remote = tree.hub_files(self.api, self.repo_id, self.repo_type, head) if head else {}
             keep = (".gitattributes", "README.md") if self.repo_type == "space" else (".gitattributes",)
+            if previous is None:
+                self.check_adoption(remote, keep)
+            self.doing = f"reading {self.job.request.ref} in {self.cwd}"
+            deletable = self.published_before(previous) if self.rule.delete_missing else set()
             uploads, deletes = tree.differences(wanted, remote, lfs_root=self.config.lfs_root, cwd=self.cwd,
-                                                   delete_missing=self.rule.delete_missing, keep=keep)
-        mode = "incremental" if incremental else "full"
+                                                   deletable=deletable, keep=keep)
+        mode = "incremental" if changes is not None else "full"
         if not uploads and not deletes:
             return _result(self.commit, head, scope=scope, mode=mode)
+        self.check_content(previous if changes is not None or previous is not None else None)
         made, uploaded, deleted = self.commit_all(uploads, deletes, head)
         return _result(self.commit, made[-1] if made else head, hub_commits=tuple(made), uploaded=uploaded,
                        deleted=deleted, skipped=not made, scope=scope, mode=mode)
+
+    def last_published(self, revision: str) -> str | None:
+        """The git commit the newest of our Hub commits on ``revision`` completed publishing, or None.
+
+        This rebuilds, from the Hub itself, what a lost or refused target state would have said.
+        """
+        from . import hub_client
+
+        for item in hub_client.commits(self.api, self.token, self.repo_id, self.repo_type, revision):
+            mark = marker_of(str(item.get("message") or ""))
+            if mark is not None and mark[1]:
+                return mark[0]
+        return None
+
+    def published_before(self, previous: str | None) -> set[str]:
+        """The Hub paths we published last time: those the rule maps from the commit we published then.
+
+        Deleting only these keeps ``delete_missing`` from removing what others put in the Hub repository.
+        """
+        from . import tree
+
+        if previous is None:
+            return set()
+        try:
+            return set(tree.published_files(self.rule, previous, self.cwd))
+        except (GitError, PublishError):
+            return set()  # that commit is gone from git: delete nothing rather than guess
+
+    def check_adoption(self, remote: dict[str, Any], keep: tuple[str, ...]) -> None:
+        """A first publish goes into a Hub repository holding other files only when the rule says ``adopt``."""
+        foreign = sorted(p for p in remote if p not in keep)
+        if foreign and not self.rule.adopt:
+            example = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise PublishError(f"{self.what} ({self.revision}) already holds {len(foreign)} files that were not "
+                               f"published from Gitea ({example}), and repos[{self.rule.position}] does not adopt it",
+                               f"set adopt: true on repos[{self.rule.position}] to publish into it (its other files "
+                               "are kept), or publish to another Hub repository")
+
+    def check_content(self, base: str | None) -> None:
+        """The push-time content checks, with the same code, on what is about to be uploaded.
+
+        Content pushed before the hooks were installed, or while no rule covered the ref, was never checked; the
+        files changed since the commit published last (all of them on a first publish) are checked here.
+        """
+        from ..checks.content import check
+
+        self.doing = f"checking what {self.job.request.ref} publishes"
+        problems = check(self.config, self.rule, self.commit, base, cwd=self.cwd, markers=False)
+        if problems:
+            # The lines a pusher reads, on one line: the job's reason and the log both keep one line per event.
+            lines = "; ".join(str(p) for p in problems[:MAX_PROBLEMS_SHOWN])
+            more = f"; and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
+            raise PublishError(f"the checks refuse what {self.commit[:12]} would publish to {self.target.label}: "
+                               f"{lines}{more}", "fix it in git and push again; gitea-hf-hook check lists every "
+                               "problem")
 
     def commit_all(self, uploads: list[File], deletes: list[str], head: str | None) -> tuple[list[str], int, int]:
         """Commit the changes in as few Hub commits as the limits allow; returns (commit ids, added, deleted)."""
@@ -214,39 +281,62 @@ class _Run:
         made: list[str] = []
         uploaded = deleted = 0
         for number, batch in enumerate(batches, 1):
-            part = f" (part {number} of {len(batches)})" if len(batches) > 1 else ""
-            operations: list[Any] = [CommitOperationDelete(path_in_repo=p) for p in batch if isinstance(p, str)]
-            operations += self.additions([f for f in batch if isinstance(f, File)])
-            self.doing = f"committing to {self.what} ({self.revision}){part}"
-            info = self.api.create_commit(self.repo_id, operations, commit_message=summary + part,
-                                          commit_description=self.description(part), repo_type=self.repo_type,
-                                          revision=self.revision, parent_commit=head)
-            if info.oid != head:  # the client commits nothing when every file was unchanged
-                made.append(info.oid)
-                head = info.oid
-                uploaded += len(operations) - sum(1 for p in batch if isinstance(p, str))
-                deleted += sum(1 for p in batch if isinstance(p, str))
+            objects: dict[str, store.VerifiedObject] = {}  # open for one commit at a time: descriptors are few
+            try:
+                part = f" (part {number} of {len(batches)})" if len(batches) > 1 else ""
+                operations: list[Any] = [CommitOperationDelete(path_in_repo=p) for p in batch if isinstance(p, str)]
+                operations += self.additions([f for f in batch if isinstance(f, File)], objects)
+                self.doing = f"committing to {self.what} ({self.revision}){part}"
+                try:
+                    info = self.api.create_commit(self.repo_id, operations, commit_message=summary + part,
+                                                  commit_description=self.description(part),
+                                                  repo_type=self.repo_type, revision=self.revision,
+                                                  parent_commit=head)
+                except Exception:  # noqa: BLE001 - a store object that failed its oid explains any failure
+                    for obj in objects.values():
+                        if obj.mismatch:
+                            raise PublishError(f"{obj.shown}: the bytes of Gitea's LFS object are not those of oid "
+                                               f"{obj.oid}; nothing of it was committed",
+                                               "the store object is damaged or altered: push it again with "
+                                               "git lfs push --all") from None
+                    raise
+                if info.oid != head:  # the client commits nothing when every file was unchanged
+                    made.append(info.oid)
+                    head = info.oid
+                    uploaded += len(operations) - sum(1 for p in batch if isinstance(p, str))
+                    deleted += sum(1 for p in batch if isinstance(p, str))
+            finally:
+                for obj in objects.values():
+                    obj.close()
         return made, uploaded, deleted
 
     def check_store(self, uploads: list[File]) -> None:
-        """Every LFS object to upload is in Gitea's store, whole: fail before anything is committed."""
-        from . import tree
+        """Every LFS object to upload is linked to this repository by Gitea, and in its store whole and not
+        through a link: checked before anything is committed."""
+        lfs_files = [f for f in uploads if f.lfs is not None]
+        if not lfs_files:
+            return
+        if self.config.gitea_verify_lfs:
+            from .gitea_lfs import unlinked
 
-        for file in uploads:
-            if file.lfs is None:
-                continue
-            path = tree.store_path(self.config.lfs_root, file)
-            if not tree.exists(path):
-                raise PublishError(f"{file.path} is a Git LFS pointer to object {file.lfs}, which is not in "
-                                   f"Gitea's LFS store ({path})",
-                                   "push the object with git lfs push --all, then push again")
-            if os.path.getsize(path) != file.size:
-                raise PublishError(f"{file.path}: Gitea's LFS object {path} has {os.path.getsize(path)} bytes, "
-                                   f"the pointer says {file.size}", "the store object is damaged: push it again")
+            self.doing = f"asking Gitea whether {self.job.request.repository} holds its LFS objects"
+            refused = {u.oid: u for u in unlinked(self.config, self.job.request.repository,
+                                                   [(f.lfs, f.size) for f in lfs_files if f.lfs is not None])}
+            for file in lfs_files:
+                if file.lfs in refused:
+                    raise PublishError(f"{file.path} is a Git LFS pointer to object {file.lfs}, which Gitea does not "
+                                       f"hold for {self.job.request.repository} ({refused[file.lfs].why})",
+                                       "push the object to this repository with git lfs push --all, then push "
+                                       "again")
+        for file in lfs_files:
+            assert file.lfs is not None
+            store.open_object(self.config.lfs_root, file.lfs, file.size, file.path).close()
 
-    def additions(self, files: list[File]) -> list[Any]:
-        """Add operations: LFS content straight from Gitea's store, regular content from one cat-file batch."""
+    def additions(self, files: list[File], objects: dict[str, store.VerifiedObject]) -> list[Any]:
+        """Add operations: LFS content streamed from Gitea's store (opened into ``objects``, which the caller
+        closes), regular content from one cat-file batch."""
         from huggingface_hub import CommitOperationAdd
+        from huggingface_hub.lfs import UploadInfo
 
         from . import tree
 
@@ -254,10 +344,12 @@ class _Run:
         operations = []
         for file in files:
             if file.lfs is not None:
-                op = CommitOperationAdd(path_in_repo=file.path,
-                                        path_or_fileobj=tree.store_path(self.config.lfs_root, file))
-                # The pointer names the sha256: the client then never reads or hashes an object the Hub has.
-                op.upload_info.sha256 = bytes.fromhex(file.lfs)
+                obj = objects[file.path] = store.open_object(self.config.lfs_root, file.lfs, file.size, file.path)
+                # Made empty, then given the open object: the client would otherwise read and hash the whole
+                # object up front. The pointer names the sha256, so an object the Hub has is never read at all.
+                op = CommitOperationAdd(path_in_repo=file.path, path_or_fileobj=b"")
+                op.path_or_fileobj = cast("BinaryIO", obj)
+                op.upload_info = UploadInfo(size=file.size, sample=obj.sample(), sha256=bytes.fromhex(file.lfs))
             elif file.content is not None:
                 op = CommitOperationAdd(path_in_repo=file.path, path_or_fileobj=file.content)
             else:
@@ -270,8 +362,7 @@ class _Run:
 
     def subject(self) -> str:
         """The git commit's subject line, read with plumbing: porcelain commands honour repository config."""
-        out = git.run("cat-file", "commit", self.commit, cwd=self.cwd).stdout
-        _headers, _, message = out.partition(b"\n\n")
+        message = git.commit_message(self.commit, cwd=self.cwd)
         subject = message.decode("utf-8", "replace").strip().split("\n\n", 1)[0]
         return " ".join(subject.split()) or f"Publish {self.commit[:12]}"
 

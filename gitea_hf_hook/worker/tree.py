@@ -8,7 +8,6 @@ Only where the Hub stored a file in the other mode than git has it is content re
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from ..config.model import RepoRule, unfit
 from ..errors import GitError, PublishError
 from ..gitea import git, lfs
 from ..gitea.git import REGULAR_MODES
+from . import store
 
 
 @dataclass(frozen=True)
@@ -126,21 +126,17 @@ def hub_files(api: Any, repo_id: str, repo_type: str, revision: str) -> dict[str
     return result
 
 
-def _git_blob_id(path: str) -> str | None:
-    """The git blob id of a file's content (used only for small files the Hub stored as regular files)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
+def _git_blob_id(data: bytes) -> str:
+    """The git blob id of some content (used only for small files the Hub stored as regular files)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def differences(wanted: dict[str, File], hub: dict[str, HubFile], *, lfs_root: str, cwd: str,
-                delete_missing: bool, keep: tuple[str, ...]) -> tuple[list[File], list[str]]:
-    """Files to upload and Hub paths to delete so the Hub tree equals ``wanted``.
+                deletable: set[str], keep: tuple[str, ...]) -> tuple[list[File], list[str]]:
+    """Files to upload, and Hub paths to delete, so the Hub holds ``wanted``.
 
-    ``keep`` names Hub files never deleted unless git publishes them (the ``.gitattributes`` the Hub creates).
+    Only paths in ``deletable`` (what we published before) are ever deleted, and never those in ``keep`` (the
+    ``.gitattributes`` the Hub creates) unless git publishes them.
     """
     uploads: list[File] = []
     cross: list[tuple[File, HubFile]] = []  # regular in git, stored as LFS on the Hub: compare by sha256
@@ -151,7 +147,7 @@ def differences(wanted: dict[str, File], hub: dict[str, HubFile], *, lfs_root: s
         elif file.lfs is not None:
             # An LFS file the Hub chose to store as a regular file is compared by blob id; it is small then.
             same = remote.lfs == file.lfs if remote.lfs else (
-                _git_blob_id(lfs.object_path(lfs_root, file.lfs)) == remote.blob)
+                _git_blob_id(store.read_small(lfs_root, file.lfs, file.size, file.path)) == remote.blob)
             if not same:
                 uploads.append(file)
         elif remote.lfs is None:
@@ -166,18 +162,7 @@ def differences(wanted: dict[str, File], hub: dict[str, HubFile], *, lfs_root: s
             if data is None or hashlib.sha256(data).hexdigest() != remote.lfs:
                 uploads.append(file)
         uploads.sort(key=lambda f: f.path)
-    deletes = []
-    if delete_missing:
-        deletes = sorted(p for p in hub if p not in wanted and p not in keep)
+    deletes = sorted(p for p in hub if p not in wanted and p in deletable and p not in keep)
     return uploads, deletes
 
 
-def store_path(lfs_root: str, file: File) -> str:
-    """Where Gitea keeps the object of an LFS file."""
-    assert file.lfs is not None
-    return lfs.object_path(lfs_root, file.lfs)
-
-
-def exists(path: str) -> bool:
-    """True for a regular file (an LFS object present in the store)."""
-    return os.path.isfile(path)

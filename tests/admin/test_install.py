@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
+from pathlib import Path
 
-from tests.support.gitea_server import DISPATCHER, GITEA_STAND_IN, GiteaServer
+from tests.support.gitea_server import DISPATCHER, GITEA_STAND_IN, Clone, GiteaServer
 from tests.support.rules import CARD, GROUPS, RULE
 
 
@@ -142,3 +144,97 @@ def test_install_creates_a_spool_where_gitea_writes_only_the_hook_folders(server
                      "state/locks": "0o2750"}
 
 
+def _pushed_before_install(server: GiteaServer, work: Path, token: str) -> Clone:
+    """acme/bert-tiny as it stood before the hooks: a clean tag v1.0, then a pickle and a token on main, and an
+    experiment branch no rule publishes."""
+    repo = server.clone("acme", "bert-tiny", work)
+    repo.commit({"README.md": CARD})
+    repo.git("tag", "-a", "v1.0", "-m", "first release")
+    repo.commit({"model.bin": b"\x80\x04K\x01.", "train.py": f"import os\n\nHF_TOKEN = '{token}'\n"})
+    assert repo.push("main", "v1.0", "main:experiment").ok
+    return repo
+
+
+def test_install_shows_what_the_first_publish_of_content_pushed_before_it_would_meet(server: GiteaServer,
+                                                                                     tmp_path: Path):
+    server.write_config(RULE, extra=GROUPS)
+    server.create_repo("acme", "bert-tiny")
+    token = "hf_" + "Ab" + secrets.token_hex(16)
+    _pushed_before_install(server, tmp_path / "work", token)
+    result = server.cli("install", "acme/bert-tiny")
+    assert result.returncode == 0, result.stderr
+    main = [
+        "hf-publish: rejected refs/heads/main of acme/bert-tiny, which publishes to "
+        "https://huggingface.co/acme/bert-tiny (branch main):",
+        "  model.bin: pickle files can run code when loaded (convert the weights to safetensors)",
+        "  train.py:3: looks like a Hugging Face token (remove it, rewrite the commit, and revoke the token)",
+    ]
+    assert result.stdout.splitlines() == [
+        "installed acme/bert-tiny",
+        *main,
+        "hf-publish: accepted refs/tags/v1.0 of acme/bert-tiny, which publishes to "
+        "https://huggingface.co/acme/bert-tiny (tag v1.0)",
+        "warning: 1 publishing ref would be refused, so its first publish will fail until fixed (fix what is "
+        "listed above in a new commit and push it; for a tag, tag a fixed commit)",
+    ]
+    assert token not in result.stdout
+    assert (server.repo_root / "acme" / "bert-tiny.git" / "hooks" / "pre-receive.d" / "hf-publish").is_file()
+    # The admin's own dry run of main says the same.
+    assert server.cli("check", "acme/bert-tiny", "main", "--user", "alice").stdout.splitlines() == main
+
+
+def test_install_with_enforce_off_shows_what_would_be_rejected_and_warns_of_nothing(server: GiteaServer,
+                                                                                   tmp_path: Path):
+    server.write_config(RULE, extra=GROUPS + "enforce: false\n")
+    server.create_repo("acme", "bert-tiny")
+    _pushed_before_install(server, tmp_path / "work", "hf_" + "Ab" + secrets.token_hex(16))
+    result = server.cli("install", "acme/bert-tiny")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "installed acme/bert-tiny",
+        "hf-publish: would reject refs/heads/main of acme/bert-tiny, which publishes to "
+        "https://huggingface.co/acme/bert-tiny (branch main) (enforce is off, so it lands):",
+        "  model.bin: pickle files can run code when loaded (convert the weights to safetensors)",
+        "  train.py:3: looks like a Hugging Face token (remove it, rewrite the commit, and revoke the token)",
+        "hf-publish: accepted refs/tags/v1.0 of acme/bert-tiny, which publishes to "
+        "https://huggingface.co/acme/bert-tiny (tag v1.0)",
+    ]
+
+
+def test_install_prints_nothing_more_for_a_repository_whose_refs_do_not_publish(server: GiteaServer,
+                                                                               tmp_path: Path):
+    server.write_config(RULE, extra=GROUPS)
+    server.create_repo("acme", "notes")
+    server.create_repo("zeta", "empty")
+    notes = server.clone("acme", "notes", tmp_path / "notes")
+    notes.commit({"model.bin": b"\x80\x04K\x01."})
+    notes.git("tag", "nightly")
+    assert notes.push("main:draft", "nightly").ok
+    result = server.cli("install", "--all")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["installed acme/notes", "installed zeta/empty"]
+
+
+def test_install_checks_a_repository_another_user_owns_without_running_its_config(server: GiteaServer,
+                                                                                   tmp_path: Path):
+    """Run as root over repositories Gitea's user owns, and can configure: install reads them with git confined,
+    so the existing refs are checked, and nothing the repository's config names is run."""
+    server.write_config(RULE, extra=GROUPS)
+    repo = server.create_repo("acme", "bert-tiny")
+    _pushed_before_install(server, tmp_path / "work", "hf_" + "Ab" + secrets.token_hex(16))
+    canary = tmp_path / "ran"
+    program = tmp_path / "program"
+    program.write_text(f"#!/bin/sh\ntouch {canary}\n")
+    program.chmod(0o755)
+    for key in ("core.fsmonitor", "core.pager", "diff.external", "gpg.program"):
+        subprocess.run(["git", "config", key, str(program)], cwd=repo, check=True)
+    for folder, dirs, files in os.walk(repo):
+        for entry in (folder, *(os.path.join(folder, n) for n in dirs + files)):
+            os.lchown(entry, 1234, 1234)
+    result = server.cli("install", "acme/bert-tiny")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "installed acme/bert-tiny"
+    assert any(line.startswith("hf-publish: rejected refs/heads/main of acme/bert-tiny") for line in lines), lines
+    assert not canary.exists()
+    assert (repo / "hooks" / "pre-receive.d" / "hf-publish").is_file()

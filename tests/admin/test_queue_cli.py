@@ -25,7 +25,7 @@ from gitea_hf_hook.spool.job import Attempt, Job
 from gitea_hf_hook.spool.state import PublishResult, TargetState
 from gitea_hf_hook.worker import loop as worker
 from tests.support.gitea_server import CLI, GiteaServer
-from tests.support.jobs import ROOT, jid, make_job, read_job
+from tests.support.jobs import ROOT, ROUTE, jid, make_job, read_job
 
 NOW = 1_800_018_030.0  # 2027-01-15T13:00:30Z
 HOST = socket.gethostname()
@@ -54,7 +54,7 @@ class Scene:
 @pytest.fixture
 def scene(server: GiteaServer, monkeypatch: pytest.MonkeyPatch) -> Scene:
     """A spool with every kind of job: queued (due and waiting), active (held and orphaned), failed, done."""
-    config = load(str(server.write_config()))
+    config = load(str(server.write_config(ROUTE)))
     spool.ensure_layout(config.spool)
     spool.enqueue(config.spool, make_job(10, created=NOW - 400))
     spool.enqueue(config.spool, make_job(11, created=NOW - 350))
@@ -207,14 +207,14 @@ def test_queue_purge_deletes_done_and_with_failed_also_failed(scene: Scene) -> N
 
 def test_status_of_an_empty_spool_from_the_installed_command(server: GiteaServer) -> None:
     spool.ensure_layout(str(server.spool))
-    server.write_config()
+    server.write_config(ROUTE)
     result = server.cli("status")
     assert (result.returncode, result.stdout, result.stderr) == (
         0, "queue: empty\nactive: 0 jobs\nfailed: 0 jobs\ndone: 0 jobs\n", "")
 
 
 def test_status_names_a_missing_spool(server: GiteaServer) -> None:
-    server.write_config()
+    server.write_config(ROUTE)
     result = server.cli("status")
     assert (result.returncode, result.stderr) == (
         1, f"gitea-hf-hook: error: there is no spool at {server.spool} (run gitea-hf-hook install, which creates the "
@@ -237,7 +237,7 @@ def test_hub_emulator_command_listens_then_exits_0_quietly_on_sigterm(tmp_path: 
 
 
 def test_a_job_whose_fields_hold_terminal_escapes_is_listed_escaped(server: GiteaServer) -> None:
-    config = load(str(server.write_config()))
+    config = load(str(server.write_config(ROUTE)))
     spool.ensure_layout(config.spool)
     job = make_job(1, revision="main\x1b]0;owned\x07\nFAKE-ID  queued")
     spool.enqueue(config.spool, job)

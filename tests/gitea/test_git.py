@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from gitea_hf_hook.errors import GitError
+from gitea_hf_hook.gitea import git
 from tests.support.gitea_server import Clone, GiteaServer
 
 
@@ -22,3 +26,76 @@ def test_a_content_batch_abandoned_early_does_not_hang(server: GiteaServer, tmp_
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "300000\n"
+
+
+def _history(server: GiteaServer, tmp_path: Path) -> tuple[Clone, str, str]:
+    clone = Clone(server, tmp_path / "unused.git", "acme", "x", tmp_path / "w")
+    first = clone.commit({"a.txt": "one\n"}, "first")
+    second = clone.commit({"b.txt": "two\n"}, "Second commit\n\nWith a body.\n")
+    return clone, first, second
+
+
+def test_rev_parse_names_what_a_ref_points_at_and_none_for_what_does_not_exist(server: GiteaServer, tmp_path: Path):
+    clone, first, second = _history(server, tmp_path)
+    clone.git("tag", "-a", "-m", "release", "v1", first)
+    cwd = str(clone.path)
+    assert git.rev_parse("refs/heads/main", cwd) == second
+    assert git.rev_parse("HEAD~1", cwd) == first
+    assert git.rev_parse("v1", cwd) == clone.git("rev-parse", "refs/tags/v1")  # the tag object, not its commit
+    assert git.rev_parse("refs/heads/missing", cwd) is None
+    assert git.rev_parse("1" * 40 + "^{commit}", cwd) is None
+
+
+def test_commit_message_is_what_follows_the_headers(server: GiteaServer, tmp_path: Path):
+    clone, first, second = _history(server, tmp_path)
+    cwd = str(clone.path)
+    assert git.commit_message(second, cwd) == b"Second commit\n\nWith a body.\n"
+    clone.git("tag", "-a", "-m", "release", "v1", first)
+    assert git.commit_message("v1", cwd) == b"first\n"  # a tag is followed to its commit
+    # A signature header spans lines, one of them blank but for its leading space: still a header.
+    tree = clone.git("rev-parse", f"{second}^{{tree}}")
+    raw = (f"tree {tree}\nauthor A <a@example.com> 1700000000 +0000\ncommitter A <a@example.com> 1700000000 +0000\n"
+           "gpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEz\n -----END PGP SIGNATURE-----\n\nSigned\n")
+    signed = clone.git("hash-object", "-t", "commit", "-w", "--stdin", input=raw.encode())
+    assert git.commit_message(signed, cwd) == b"Signed\n"
+    with pytest.raises(GitError) as caught:
+        git.commit_message(tree, cwd)
+    assert str(caught.value) == (f"git cat-file failed in {cwd}: fatal: git cat-file {tree}: bad file "
+                                 "(check that the repository is intact with git fsck)")
+
+
+def test_a_revision_that_looks_like_an_option_is_read_as_a_revision(server: GiteaServer, tmp_path: Path):
+    """A name starting with "-" comes from a ref or a job file: git must never take it for an option."""
+    clone, first, second = _history(server, tmp_path)
+    cwd = str(clone.path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    option = f"--output={victim}"
+    with pytest.raises(GitError) as caught:
+        git.diff(option, second, cwd)
+    assert str(caught.value) == (f"git diff-tree failed in {cwd}: fatal: option '{option}' must come before "
+                                 "non-option arguments (check that the repository is intact with git fsck)")
+    with pytest.raises(GitError) as caught:
+        git.changed_files(first, option, cwd)
+    assert str(caught.value) == (f"git diff-tree failed in {cwd}: fatal: option '{option}' must come before "
+                                 "non-option arguments (check that the repository is intact with git fsck)")
+    with pytest.raises(GitError) as caught:
+        git.list_tree(option, cwd)
+    assert str(caught.value) == (f"git ls-tree failed in {cwd}: fatal: Not a valid object name {option} "
+                                 "(check that the repository is intact with git fsck)")
+    with pytest.raises(GitError) as caught:
+        git.commit_message(option, cwd)
+    assert str(caught.value) == (f"git cat-file failed in {cwd}: fatal: Not a valid object name {option} "
+                                 "(check that the repository is intact with git fsck)")
+    assert git.rev_parse(option, cwd) is None
+    assert git.rev_parse("--git-dir", cwd) is None  # not the repository's folder
+    assert victim.read_text() == "precious\n"
+    with pytest.raises(GitError):
+        git.is_ancestor("--help", second, cwd)
+    # After --end-of-options a tip is a revision too: "--not" can no longer be smuggled in as one.
+    with pytest.raises(GitError):
+        git.reachable_from_any(second, ["--all"], cwd)
+    assert git.reachable_from_any(first, [second], cwd)
+    assert not git.reachable_from_any(second, [first], cwd)
+    assert git.refs("--format=%(refname)", cwd) == {}
+    assert git.refs("refs/heads/", cwd) == {"refs/heads/main": second}

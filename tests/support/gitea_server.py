@@ -14,7 +14,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.support.gitea_api import GiteaApi
 
 # Exactly what Gitea writes as hooks/pre-receive and hooks/post-receive (modules/repository/hooks.go).
 DISPATCHER = """#!/usr/bin/env bash
@@ -55,6 +58,7 @@ GITEA_STAND_IN = "#!/bin/sh\ncat >/dev/null\nexit 0\n"
 CLI = [sys.executable, "-c", "from gitea_hf_hook.admin.cli import main; main()"]
 
 USERS = {"alice": 2, "bob": 3, "carol": 4, "acme": 5}
+WORKER_GITEA_USER = "hf-publish"  # the Gitea account whose token the worker asks Gitea's LFS endpoint with
 
 
 @dataclass
@@ -86,6 +90,9 @@ class GiteaServer:
         self.spool = base / "hf" / "spool"
         self.audit_log = base / "hf" / "audit.jsonl"
         self.config_path = base / "config.yaml"
+        # Gitea's LFS batch endpoint, when a test runs one: objects uploaded with a push are linked to that
+        # repository, and the worker's Gitea user may read every repository created here.
+        self.gitea_api: GiteaApi | None = None
         for d in (self.repo_root, self.lfs_root, self.home):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -116,6 +123,8 @@ class GiteaServer:
         path = self.repo_root / owner.lower() / (name.lower() + (".wiki.git" if wiki else ".git"))
         subprocess.run(["git", "init", "--bare", "--quiet", "--initial-branch=main",
                         f"--object-format={object_format}", str(path)], check=True, env=self.git_env())
+        if self.gitea_api is not None:
+            self.gitea_api.grant(WORKER_GITEA_USER, f"{owner}/{name}")
         hooks = path / "hooks"
         for sample in hooks.glob("*.sample"):
             sample.unlink()
@@ -138,12 +147,15 @@ class GiteaServer:
         result = self.cli("install", *repos)
         assert result.returncode == 0, result.stderr
 
-    def store_lfs(self, content: bytes) -> str:
-        """Put an object into Gitea's LFS store, as a Git LFS client's upload does before the push."""
+    def store_lfs(self, content: bytes, repository: str | None = None) -> str:
+        """Put an object into Gitea's LFS store, as a Git LFS client's upload to ``repository`` (owner/name) does
+        before the push: Gitea then links the object to that repository."""
         oid = hashlib.sha256(content).hexdigest()
         path = self.lfs_root / oid[0:2] / oid[2:4] / oid[4:]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
+        if repository is not None and self.gitea_api is not None:
+            self.gitea_api.link(repository, oid, len(content))
         return oid
 
     def queued_jobs(self) -> list[Path]:
@@ -177,7 +189,8 @@ class Clone:
 
     def write_lfs(self, rel: str, content: bytes, *, upload: bool = True) -> str:
         """Commit-ready Git LFS pointer for ``content``; ``upload`` puts the object in Gitea's store."""
-        oid = self.server.store_lfs(content) if upload else hashlib.sha256(content).hexdigest()
+        oid = (self.server.store_lfs(content, f"{self.owner}/{self.name}") if upload
+               else hashlib.sha256(content).hexdigest())
         self.write({rel: lfs_pointer(oid, len(content))})
         return oid
 

@@ -18,6 +18,15 @@ PUSHED = PushRecord(owner="acme", name="bert-tiny", repo_id="7", pusher="alice",
                     trigger="", pr_id="")
 
 
+# The rule the jobs of make_job() are routed by: the worker derives every job's target again from the config.
+ROUTE = """\
+  - match: acme/*
+    hub_repo: acme/{name}
+    branches: {"*": "{branch}"}
+    tags: "*"
+"""
+
+
 def jid(n: int) -> str:
     """The id of push number ``n``."""
     return f"20270115-080000-{n:08x}"

@@ -16,7 +16,7 @@ from gitea_hf_hook.hub_emulator.gitobj import DEFAULT_GITATTRIBUTES
 from gitea_hf_hook.spool.job import Job, parse
 from gitea_hf_hook.spool.state import PublishResult, TargetState
 from gitea_hf_hook.worker.publish import publish
-from tests.support.gitea_server import GiteaServer
+from tests.support.gitea_server import WORKER_GITEA_USER, GiteaServer
 from tests.support.hub import Hub
 
 TOKEN = Hub.token
@@ -39,6 +39,15 @@ def configure(server: GiteaServer, hub: Hub, repos_yaml: str, *, token: str = TO
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     server.write_config(repos_yaml, extra=worker)
+    if server.gitea_api is not None:
+        # The worker asks Gitea's LFS endpoint, as its own Gitea user, whether each object belongs to the repository.
+        gitea_token = server.base / "gitea-token"
+        gitea_token.write_text(server.gitea_api.add_token(WORKER_GITEA_USER) + "\n")
+        gitea_token.chmod(0o600)
+        text = server.config_path.read_text().replace(
+            "  url: https://git.example.com\n",
+            f"  url: {server.gitea_api.url}\n  token_file: {gitea_token}\n")
+        server.config_path.write_text(text)
     hub_block = (f"hub:\n  endpoint: {hub.url}\n  xet: off\n  tokens:\n"
                  + (tokens if tokens is not None else f"    acme: {token_file}\n"))
     text = server.config_path.read_text().replace("hub:\n  endpoint: https://huggingface.co\n", hub_block)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,9 @@ def test_first_publish_puts_the_git_tree_on_the_hub(world: World):
     json.dumps(state)  # the worker stores it
     head = world.hub_commits()[0]
     assert head.title == "Add tiny model"
-    assert head.message == (f"Published from Gitea repository https://git.example.com/{world.repo_id}\n\n"
-                            f"Commit: https://git.example.com/{world.repo_id}/commit/{commit}\n"
+    gitea = world.config.gitea_url
+    assert head.message == (f"Published from Gitea repository {gitea}/{world.repo_id}\n\n"
+                            f"Commit: {gitea}/{world.repo_id}/commit/{commit}\n"
                             f"Ref: refs/heads/main\nPushed by: alice\n\nGitea-Commit: {commit}\n")
     assert world.hub.api().repo_info(world.repo_id).private is True
 
@@ -163,13 +165,14 @@ def test_subdir_include_and_exclude_decide_what_publishes(world: World):
     assert (new.uploaded, new.deleted) == (0, 1)
     assert "config.json" not in world.hub_files()
 
-    # An admin narrows the rule: the next publish compares whole trees, so README.md goes too.
+    # An admin narrows the rule: the next publish compares whole trees. README.md is outside the rule now, so
+    # the rule no longer speaks for it: it stays on the Hub, as anything the rule does not publish does.
     world.configure('    subdir: model\n    exclude: ["*.tmp", "drafts/**", "*.md"]\n')
     world.clone.commit({"model/extra.txt": "x\n"}, message="Extra")
     world.push("main")
     narrowed = world.publish(state=new)
-    assert (narrowed.mode, narrowed.uploaded, narrowed.deleted) == ("full", 1, 1)
-    assert sorted(world.hub_files()) == [".gitattributes", "extra.txt", "weights.bin"]
+    assert (narrowed.mode, narrowed.uploaded, narrowed.deleted) == ("full", 1, 0)
+    assert sorted(world.hub_files()) == [".gitattributes", "README.md", "extra.txt", "weights.bin"]
 
 
 def test_a_tag_lands_on_the_hub_commit_that_published_its_commit(world: World):
@@ -190,12 +193,19 @@ def test_a_tag_lands_on_the_hub_commit_that_published_its_commit(world: World):
     assert world.hub_files(revision="v1.0") == world.hub_files()
     assert publish_job(world.config, tag_job, None).skipped is True  # done already
 
-    # The same tag name on another commit cannot move the Hub tag.
+    # A job that claims the tag is on another commit than git says is refused, naming the field.
     world.clone.commit({"more.txt": "more\n"})
     world.push("main")
     world.publish(state=state)
     head = world.clone.git("rev-parse", "HEAD")
     moved = tag_job._replace(request=tag_job.request._replace(new=head, commit=head))
+    with pytest.raises(PublishError) as forged:
+        publish_job(world.config, moved, None)
+    assert forged.value.message == (f"request.commit: {head[:12]} is not on refs/tags/v1.0 of {world.repo_id}, "
+                                    f"which points at {commit[:12]}")
+
+    # The tag moved in git: that cannot move the Hub tag.
+    subprocess.run(["git", "update-ref", "refs/tags/v1.0", head], cwd=world.clone.bare, check=True)
     with pytest.raises(PublishError) as clash:
         publish_job(world.config, moved, None)
     assert not clash.value.retryable
@@ -254,10 +264,10 @@ def test_hub_drift_is_reconciled(world: World):
     world.push("main")
     new = world.publish(state=state)
     assert new.mode == "full"
-    assert (new.uploaded, new.deleted) == (2, 1)  # c.txt and config.json back; stray.txt gone
+    assert (new.uploaded, new.deleted) == (2, 0)  # c.txt, and config.json back; stray.txt is not ours: it stays
     files = world.hub_files()
     files.pop(".gitattributes")
-    assert files == world.git_files(commit)
+    assert files == {**world.git_files(commit), "stray.txt": b"stray\n"}
 
 
 def test_large_changes_are_split_into_several_commits(world: World):
@@ -326,7 +336,11 @@ def test_a_missing_lfs_object_is_permanent_and_names_path_and_oid(world: World):
     with pytest.raises(PublishError) as error:
         world.publish()
     assert not error.value.retryable
-    assert error.value.message.startswith(f"weights.bin is a Git LFS pointer to object {oid}, which is not in")
+    # The worker's own run of the push-time checks finds it first, with the line a pusher would have read.
+    assert error.value.message == (f"the checks refuse what {world.clone.git('rev-parse', 'HEAD')[:12]} would "
+                                   f"publish to {world.repo_id} branch main: weights.bin: Git LFS object "
+                                   f"{oid[:12]} is not on the server (run: git lfs push --all origin, then push "
+                                   "again)")
 
 
 def test_hub_outages_are_retryable_and_fail_fast(world: World):

@@ -19,11 +19,11 @@ from gitea_hf_hook.config.model import Config, WorkerSettings
 from gitea_hf_hook.errors import PublishError
 from gitea_hf_hook.spool import layout
 from gitea_hf_hook.spool.job import Job, dump
-from gitea_hf_hook.spool.state import PublishResult, TargetState, target_key
+from gitea_hf_hook.spool.state import PublishResult, TargetState
 from gitea_hf_hook.worker import housekeeping, service
 from gitea_hf_hook.worker import loop as worker
 from tests.support.gitea_server import Clone, GiteaServer
-from tests.support.jobs import T0, folders, jid, make_job, python, read_job
+from tests.support.jobs import ROUTE, T0, folders, jid, make_job, python, read_job
 
 WORKER = "worker:\n  max_attempts: 3\n  max_age_hours: 2\n  backoff_seconds: 10\n  backoff_max_seconds: 300\n"
 HOST = socket.gethostname()
@@ -32,7 +32,7 @@ HOST = socket.gethostname()
 @pytest.fixture
 def config(server: GiteaServer) -> Config:
     """The loaded config, with its spool created as ``gitea-hf-hook install`` would."""
-    loaded = load(str(server.write_config(extra=WORKER)))
+    loaded = load(str(server.write_config(ROUTE, extra=WORKER)))
     layout.ensure_layout(loaded.spool)
     return loaded
 
@@ -99,7 +99,7 @@ def test_a_pushed_commit_is_published_and_its_target_state_recorded(gitea: Gitea
     assert done.outcome is not None
     assert (done.outcome.state, done.commit, done.outcome.result) == (
         "published", commit, PublishResult(git_commit=commit, hub_commit="b" * 40))
-    state = worker.read_state(config.spool, target_key(done.target))
+    state = worker.read_state(config.spool, done.target)
     assert state is not None
     assert (state.result.git_commit, state.result.hub_commit, state.job) == (commit, "b" * 40, queued.stem)
 
@@ -373,7 +373,7 @@ CLI_WITH_GATED_PUBLISH = (
 def test_sigterm_lets_the_worker_finish_its_job_then_exit_0(config: Config) -> None:
     layout.enqueue(config.spool, make_job(1))
     layout.enqueue(config.spool, make_job(2, revision="dev"))
-    child = python(CLI_WITH_GATED_PUBLISH, "--config", config.path, "worker", stdin=subprocess.PIPE,
+    child = python(CLI_WITH_GATED_PUBLISH, "--config", config.path, "worker", "--allow-root", stdin=subprocess.PIPE,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert child.stdout is not None and child.stdout.readline() == f"publishing {jid(1)}\n"
@@ -388,7 +388,7 @@ def test_sigterm_lets_the_worker_finish_its_job_then_exit_0(config: Config) -> N
 
 
 def test_sigterm_stops_an_idle_worker_with_several_processes(config: Config) -> None:
-    child = python(CLI_WITH_GATED_PUBLISH, "--config", config.path, "worker", "--workers", "2",
+    child = python(CLI_WITH_GATED_PUBLISH, "--config", config.path, "worker", "--allow-root", "--workers", "2",
                    stderr=subprocess.PIPE)
     try:
         assert child.stderr is not None

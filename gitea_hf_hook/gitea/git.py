@@ -90,7 +90,13 @@ def confined() -> _Confined:
     Inside it git gets an environment built from scratch (PATH kept, no system, global or XDG config, no
     inherited ``GIT_*`` variable, no lazy fetch, no transport), ``-c`` settings that turn off every configured
     program and connection, and ``safe.directory`` for exactly the repository folder of each call, so that a
-    repository owned by Gitea's user is readable without trusting any other. Outside it nothing changes.
+    repository owned by Gitea's user is readable without trusting any other. Outside it nothing changes. It holds
+    for the whole process (every thread) while any ``with`` block of it is open.
+
+    What it cannot reach: filter and diff drivers that the repository's own ``info/attributes`` selects under
+    names of its choosing. The functions here never convert content; porcelain run through ``run()`` may
+    (``diff``, ``log -p``, ``show``, ``checkout``, ``archive``, ``cat-file --filters``/``--textconv``): keep
+    such commands out of the worker.
     """
     return _Confined()
 

@@ -34,8 +34,9 @@ What ``-c`` cannot reach, and why the git commands of ``git.py`` still run nothi
   ``browser.<tool>.cmd``, ``man.<tool>.cmd``, ``trailer.<token>.command``, ``tar.<format>.command``,
   ``submodule.<name>.update``, ``interactive.diffFilter``, ``sendemail.*``, ``imap.*``, ``instaweb.*``, and the
   config-defined hooks (``hook.<name>.command``) of newer git, which only porcelain and receive-pack run.
-- ``trace2.*``, ``uploadpack.packObjectsHook`` and ``safe.directory`` are read from protected configuration only
-  (system, global, command line): a repository cannot set them, and here no system or global file is read.
+- ``trace2.*`` is read from the system and global files only; ``uploadpack.packObjectsHook`` and
+  ``safe.directory`` from those and the command line. A repository cannot set them, and here no system or
+  global file is read.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ OVERRIDES: tuple[tuple[str, str], ...] = (
     ("core.editor", ":"),  # ":" is the editor that does nothing, without a process
     ("core.alternateRefsCommand", ""),  # run to list an alternate's refs during fetch and receive-pack
     ("core.attributesFile", "/dev/null"),  # attributes choose the filter and diff drivers, which are programs
-    # attr.txt (git 2.42 and later): attributes read from a tree; one that does not resolve means no attributes.
+    # attr.txt (newer git): attributes read from a tree; a value that names no tree means an empty one.
     ("attr.tree", ""),
     # sequencer.txt
     ("sequence.editor", ":"),
-    # credential.txt: "an empty value resets the list", dropping every helper set before it.
+    # credential.txt: an empty helper resets the list of helpers, dropping every one set before it.
     ("credential.helper", ""),
     # diff.txt: the external diff of porcelain diff and log -p.
     ("diff.external", ""),
@@ -103,7 +104,7 @@ ARGUMENTS: tuple[str, ...] = ("--no-pager", *(arg for key, value in OVERRIDES fo
 # (GIT_DIR, GIT_CONFIG_PARAMETERS, GIT_SSH_COMMAND, GIT_ASKPASS, GIT_EXTERNAL_DIFF, GIT_PAGER, GIT_EDITOR,
 # GIT_TRACE*...), no PAGER, EDITOR, VISUAL, SSH_ASKPASS, XDG_CONFIG_HOME, proxy or loader variables.
 ENVIRONMENT: dict[str, str] = {
-    # The worker's home may be writable by Gitea's group, and git and its helpers read files under it even with
+    # The worker's home may be writable by Gitea's user, and git and its helpers read files under it even with
     # no global config: ~ in configured paths, $HOME/.config/git/attributes, curl's $HOME/.netrc. This folder
     # does not exist and only root could create it.
     "HOME": "/nonexistent",
@@ -112,7 +113,9 @@ ENVIRONMENT: dict[str, str] = {
     "GIT_CONFIG_GLOBAL": "/dev/null",  # neither $HOME/.gitconfig nor $XDG_CONFIG_HOME/git/config
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_NO_REPLACE_OBJECTS": "1",  # refs/replace/ must not change what an object id means
-    "GIT_NO_LAZY_FETCH": "1",  # a missing object is missing: no fetch from a promisor remote
+    # A missing object is missing: no fetch from a promisor remote. Honoured by the 2024 security releases on
+    # (2.39.5 included); a git older still would try the fetch, and GIT_ALLOW_PROTOCOL would stop its transport.
+    "GIT_NO_LAZY_FETCH": "1",
     "GIT_ATTR_NOSYSTEM": "1",
     "GIT_PROTOCOL_FROM_USER": "0",
     # An empty list of allowed protocols "overrides any existing configuration" (git(1)): no transport, whatever

@@ -3,7 +3,7 @@
 The attacker's story: they plant, in a repository's own ``config`` or in the worker's home, every setting git
 knows that names a program or a remote, each program a small script that leaves a canary file. The worker then
 reads that repository with every function of ``git.py`` inside ``git.confined()``: the answers are right and no
-canary exists. Each story also shows the trap is armed: the same call outside ``confined()`` springs it.
+canary exists. The main stories also show the trap is armed: the same call outside ``confined()`` springs it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -113,6 +112,10 @@ def history(server: GiteaServer, tmp_path: Path) -> History:
 def _git(repo: Path, *args: str, input: bytes | None = None) -> str:  # noqa: A002 - as subprocess.run names it
     return subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True,
                           check=True).stdout.decode().strip()
+
+
+def _size(repo: Path, oid: str) -> int:
+    return int(_git(repo, "cat-file", "-s", oid))
 
 
 def hostile_settings(traps: Traps, where: str) -> list[tuple[str, str]]:
@@ -230,6 +233,31 @@ def test_a_repository_config_that_names_programs_runs_none_of_them(history: Hist
                               "repo.remote.repo.url"]
 
 
+def test_what_no_setting_can_override_still_runs_nothing_in_the_plumbing_we_use(history: History, traps: Traps):
+    """Includes, repository extensions, keys under names the repository picks, and first-match-wins keys: -c
+    cannot outrank them, and cat-file, ls-tree, diff-tree, merge-base, rev-list, rev-parse and for-each-ref
+    still start nothing."""
+    included = traps.bin / "included.config"
+    write_config(included, [("core.fsmonitor", traps.program("included.core.fsmonitor"))])
+    names = [(f"{section}.mine.{key}", traps.program(f"{section}.mine.{key}")) for section, key in (
+        ("filter", "clean"), ("filter", "smudge"), ("filter", "process"), ("diff", "command"), ("diff", "textconv"),
+        ("merge", "driver"), ("remote", "uploadpack"), ("remote", "receivepack"), ("difftool", "cmd"),
+        ("mergetool", "cmd"), ("trailer", "command"), ("tar", "command"))]
+    write_config(history.repo / "config", [
+        ("include.path", str(included)), ("includeIf.gitdir:/.path", str(included)),
+        ("core.repositoryFormatVersion", "1"), ("extensions.partialClone", "mine"),
+        ("remote.mine.url", f"ext::{traps.program('remote.mine.url')} %S"), ("remote.mine.promisor", "true"),
+        ("protocol.ext.allow", "always"), ("remote.mine.vcs", "trap"), ("protocol.trap.allow", "always"),
+        ("core.gitProxy", traps.program("core.gitProxy")), ("filter.mine.required", "true"),
+        *names, *((f"pager.{c}", traps.program(f"pager.{c}")) for c in PLUMBING),
+        *((f"alias.{c}", "!" + traps.program(f"alias.{c}")) for c in PLUMBING)])
+    (history.repo / "info").mkdir(exist_ok=True)
+    (history.repo / "info" / "attributes").write_text("* filter=mine diff=mine merge=mine\n")
+    with git.confined():
+        read_everything(history, {"pgp": b"N", "ssh": b"No signature\nN", "x509": b"N"})
+    assert traps.sprung() == []
+
+
 @pytest.mark.parametrize("where", ["home", "xdg"])
 def test_a_git_config_in_the_workers_home_changes_nothing(history: History, traps: Traps, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch, where: str):
@@ -345,16 +373,11 @@ def git_children() -> list[int]:
     return found
 
 
-@pytest.fixture
-def live_batch(history: History) -> Iterator[tuple[str, list[str]]]:
-    """Big blobs, so that git is still alive answering a batch the caller has only begun to read."""
+def test_confined_git_gets_an_environment_built_from_scratch(history: History, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path):
+    # Big blobs, so that git is still alive answering a batch we have only begun to read.
+    cwd = str(history.repo)
     oids = [_git(history.repo, "hash-object", "-w", "--stdin", input=bytes([i]) * 1_000_000) for i in range(3)]
-    yield str(history.repo), oids
-
-
-def test_confined_git_gets_an_environment_built_from_scratch(live_batch: tuple[str, list[str]],
-                                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    cwd, oids = live_batch
     token = "hf_" + secrets.token_hex(16)
     for name, value in {"HF_TOKEN": token, "GIT_DIR": str(tmp_path), "GIT_OBJECT_DIRECTORY": str(tmp_path),
                         "GIT_CONFIG_PARAMETERS": "'core.fsmonitor'='/bin/false'", "GIT_CONFIG_COUNT": "1",
@@ -398,18 +421,14 @@ def test_outside_confined_the_hook_environment_still_reaches_git(history: Histor
     for name in ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
         monkeypatch.setenv(name, env[name])
     cwd = str(history.repo)
-    assert git.object_info([pushed, history.second], cwd) == [(pushed, "blob", 7),
-                                                              (history.second, "commit", _size(history.repo, history.second))]
+    commit = (history.second, "commit", _size(history.repo, history.second))
+    assert git.object_info([pushed, history.second], cwd) == [(pushed, "blob", 7), commit]
     with git.confined():
-        assert git.object_info([pushed, history.second], cwd) == [None, (history.second, "commit", _size(history.repo, history.second))]
+        assert git.object_info([pushed, history.second], cwd) == [None, commit]
         with git.confined():
             pass
         assert git.object_info([pushed], cwd) == [None], "leaving an inner confined() ended the outer one"
     assert git.object_info([pushed], cwd) == [(pushed, "blob", 7)]
-
-
-def _size(repo: Path, oid: str) -> int:
-    return int(_git(repo, "cat-file", "-s", oid))
 
 
 def test_the_hook_path_never_imports_the_isolation_module(history: History):

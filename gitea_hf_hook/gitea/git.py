@@ -108,6 +108,11 @@ def _spawn(args: tuple[str, ...], cwd: str | None, stdin: int, stdout: int, stde
         env: Mapping[str, str] = os.environ
     else:
         env, leading = _confinement
+        from .isolation import CONVERTING_OPTIONS, PLUMBING  # imported already by confined()
+
+        if args[0] not in PLUMBING or CONVERTING_OPTIONS.intersection(args):
+            raise GitError(f"git {' '.join(args[:2])} is not run by a reader that trusts no repository",
+                           "only plumbing that runs no repository-chosen driver is allowed while confined")
         # Trusted for this call only: the folder git opens, resolved as git resolves it before comparing.
         repo = os.path.realpath(cwd or os.curdir)
         argv = ["git", *leading, "-c", f"safe.directory={repo}", "-C", repo, *args]

@@ -103,6 +103,11 @@ ARGUMENTS: tuple[str, ...] = ("--no-pager", *(arg for key, value in OVERRIDES fo
 # The whole environment of a confined git process, apart from PATH. Nothing else is inherited: no GIT_* variable
 # (GIT_DIR, GIT_CONFIG_PARAMETERS, GIT_SSH_COMMAND, GIT_ASKPASS, GIT_EXTERNAL_DIFF, GIT_PAGER, GIT_EDITOR,
 # GIT_TRACE*...), no PAGER, EDITOR, VISUAL, SSH_ASKPASS, XDG_CONFIG_HOME, proxy or loader variables.
+# The plumbing the worker runs, the only git commands run while confined: none of them converts content through a
+# driver the repository's attributes choose, which no setting can turn off (diff, log -p, show, archive can).
+PLUMBING = frozenset(("cat-file", "ls-tree", "diff-tree", "merge-base", "rev-list", "rev-parse", "for-each-ref"))
+CONVERTING_OPTIONS = frozenset(("--filters", "--textconv", "--ext-diff", "-p", "--patch"))
+
 ENVIRONMENT: dict[str, str] = {
     # The worker's home may be writable by Gitea's user, and git and its helpers read files under it even with
     # no global config: ~ in configured paths, $HOME/.config/git/attributes, curl's $HOME/.netrc. This folder

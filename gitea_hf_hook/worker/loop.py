@@ -26,7 +26,7 @@ from ..spool.job import Job, Outcome, parse
 from ..spool.state import PublishResult, TargetState, state_path, target_key
 from ..spool.state import dump as dump_state
 from ..spool.state import parse as parse_state
-from . import housekeeping
+from . import housekeeping, preflight
 from .derive import route
 
 Publisher = Callable[[Config, Job, "TargetState | None"], PublishResult]
@@ -119,6 +119,8 @@ def loop(config: Config, now: float | None = None, publish: Publisher | None = N
 
 def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[[], bool] | None) -> LoopResult:
     root = config.spool
+    # Before every pass, and before creating what is missing: a folder must never be replaced by a link.
+    preflight.check_spool(root)
     layout.ensure_layout(root)
     result = LoopResult()
     housekeeping.sweep(config, now)

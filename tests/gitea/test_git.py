@@ -99,3 +99,14 @@ def test_a_revision_that_looks_like_an_option_is_read_as_a_revision(server: Gite
     assert not git.reachable_from_any(second, [first], cwd)
     assert git.refs("--format=%(refname)", cwd) == {}
     assert git.refs("refs/heads/", cwd) == {"refs/heads/main": second}
+
+
+@pytest.mark.parametrize("args", [("log", "-1"), ("diff", "HEAD"), ("show",), ("archive", "HEAD"),
+                                  ("cat-file", "--filters", "HEAD:a"), ("diff-tree", "-p", "HEAD")])
+def test_a_confined_reader_runs_plumbing_only(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Drivers the repository's attributes choose run in porcelain whatever the settings: confined, git refuses
+    to start it at all."""
+    subprocess.run(["git", "init", "--bare", "--quiet", str(tmp_path)], check=True)
+    with git.confined(), pytest.raises(GitError) as refused:
+        git.run(*args, cwd=str(tmp_path))
+    assert refused.value.message == f"git {' '.join(args[:2])} is not run by a reader that trusts no repository"

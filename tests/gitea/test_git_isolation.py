@@ -22,6 +22,14 @@ from gitea_hf_hook.gitea import git, isolation
 from gitea_hf_hook.gitea.git import Entry
 from tests.support.gitea_server import Clone, GiteaServer
 
+
+@pytest.fixture(autouse=True)
+def _porcelain_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Confinement runs plumbing only (see tests/gitea/test_git.py); these tests lift that for porcelain such as
+    ``log --show-signature`` and ``ls-remote``, to show the settings beneath hold even where a program is tempting."""
+    monkeypatch.setattr(isolation, "PLUMBING", isolation.PLUMBING | {"log", "diff", "ls-remote", "show"})
+    monkeypatch.setattr(isolation, "CONVERTING_OPTIONS", frozenset())
+
 MISSING = "1" * 40
 SIGNATURES = {
     "pgp": "-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEEexample\n-----END PGP SIGNATURE-----",

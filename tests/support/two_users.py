@@ -32,7 +32,8 @@ from typing import NamedTuple
 
 import pytest
 
-from tests.support.gitea_server import CLI, GiteaServer, PushResult, gitea_env
+from tests.support.gitea_api import GiteaApi
+from tests.support.gitea_server import CLI, WORKER_GITEA_USER, GiteaServer, PushResult, gitea_env, lfs_pointer
 from tests.support.hub import Hub
 from tests.support.jobs import ROOT
 from tests.support.rules import GROUPS, RULE
@@ -202,6 +203,11 @@ class TwoUsers:
         finally:
             os.umask(old_umask)
         self.gitea.spool, self.gitea.config_path = self.spool, self.config_path
+        # Gitea's LFS endpoint: uploads link objects to their repository; the worker asks as its Gitea account.
+        self.gitea_api = self.gitea.gitea_api = GiteaApi(self.gitea.lfs_root)
+        self.gitea_token_file = self.tokens / "gitea"
+        self.gitea_token_file.write_text(self.gitea_api.add_token(WORKER_GITEA_USER) + "\n")
+        self._file(self.gitea_token_file, WORKER, 0o600)
         self.installed: subprocess.CompletedProcess[str] | None = None  # what the last install printed
         chown_tree(self.gitea.data, GIT)
         (base / "work").mkdir(mode=0o755)
@@ -209,6 +215,8 @@ class TwoUsers:
             "gitea:\n"
             f"  repo_root: {self.gitea.repo_root}\n"
             f"  lfs_root: {self.gitea.lfs_root}\n"
+            f"  url: {self.gitea_api.url}\n"
+            f"  token_file: {self.gitea_token_file}\n"
             "hub:\n"
             f"  endpoint: {hub.url}\n"
             "  xet: off\n"
@@ -269,6 +277,22 @@ class TwoUsers:
                   if line.startswith("remote: ")]
         return PushResult(result.returncode, [line for line in remote if line], result.stderr)
 
+    def store_lfs(self, content: bytes, repository: str | None) -> str:
+        """An object in Gitea's LFS store, owned by git, as an upload to ``repository`` leaves it (linked to it by
+        Gitea's LFS endpoint; ``None`` links it nowhere). Returns its oid."""
+        old_umask = os.umask(0o022)
+        try:
+            oid = self.gitea.store_lfs(content, repository)
+        finally:
+            os.umask(old_umask)
+        chown_tree(self.gitea.lfs_root, GIT)
+        return oid
+
+    @staticmethod
+    def pointer(oid: str, size: int) -> str:
+        """The text of a Git LFS pointer file."""
+        return lfs_pointer(oid, size).decode()
+
     def worker_once(self) -> subprocess.CompletedProcess[str]:
         """``gitea-hf-hook --config <config> worker --once`` as the worker's user."""
         return self.as_worker([*command(), "--config", str(self.config_path), "worker", "--once"])
@@ -286,7 +310,11 @@ def two_users_fixture(hub: Hub) -> Iterator[TwoUsers]:
     hub.reset()
     base = Path(tempfile.mkdtemp(prefix="gitea-hf-hook-two-users-"))
     base.chmod(0o755)
+    site = None
     try:
-        yield TwoUsers(base, hub)
+        site = TwoUsers(base, hub)
+        yield site
     finally:
+        if site is not None:
+            site.gitea_api.stop()
         shutil.rmtree(base)

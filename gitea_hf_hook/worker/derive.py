@@ -30,6 +30,16 @@ _RESERVED_SUFFIXES = (".git", ".wiki")
 _HINT = "the job was not written by this release's hooks: push again to publish"
 
 
+def _bad_ref(ref: str) -> bool:
+    """Whether ``ref`` breaks git's ref-name rules: a job's ref reaches ``rev-parse``, where ``@{``, ``^``, ``~``
+    and ``:`` would name something else than the ref (its reflog, a parent, a path)."""
+    if any(c in ref for c in " ~^:?*[\\\x7f") or any(ord(c) < 32 for c in ref):
+        return True
+    parts = ref.split("/")
+    return ("@{" in ref or ".." in ref or ref.endswith((".", "/", ".lock")) or ref == "@"
+            or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts))
+
+
 class Derived(NamedTuple):
     """What the worker publishes for a job, each field from the config or git."""
 
@@ -54,6 +64,8 @@ def route(config: Config, job: Job) -> tuple[str, str, RepoRule, Target]:
     for part in (owner, name):
         if not _NAME.match(part) or part in (".", "..") or part.endswith(_RESERVED_SUFFIXES):
             raise _refuse("repository", f"{request.repository!r} is not a Gitea repository name")
+    if _bad_ref(request.ref):
+        raise _refuse("ref", f"{request.ref!r} is not a ref name git accepts")
     rule = config.rule_for(request.repository)
     if rule is None:
         raise _refuse("repository", f"{request.repository} matches no repos entry of {config.path}",

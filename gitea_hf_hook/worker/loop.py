@@ -257,7 +257,9 @@ def _reread(claim: claims.Claim, result: LoopResult) -> Job | None:
         return parse(claim.name, claim.read())
     except JobError as exc:
         _dead_letter_unreadable(claim, str(exc), result)
-        return None
+    except OSError as exc:  # swapped for a link, or something else, since the listing
+        _dead_letter_unreadable(claim, f"job file {claim.name}: {exc.strerror or exc}", result)
+    return None
 
 
 def _failed_attempt(config: Config, claim: claims.Claim, job: Job, message: str, retry_after: float | None,

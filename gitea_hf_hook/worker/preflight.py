@@ -117,7 +117,11 @@ def _shown(path: str, real: str) -> str:
 
 def _config_file(path: str, owners: frozenset[int]) -> None:
     role = f"the config file {path}"
-    real, st = _walk(os.path.abspath(path), owners, role, ConfigError)
+    try:
+        real, st = _walk(os.path.abspath(path), owners, role, ConfigError)
+    except OSError as exc:  # it was just read, so only a change since then lands here
+        raise ConfigError(f"{path}: the config file cannot be looked up ({exc.strerror}: {exc.filename})",
+                          "check the path given with --config") from None
     if st.st_uid not in owners:
         raise ConfigError(f"{_shown(path, real)}: the config file belongs to {_who(st.st_uid)}, not to "
                           f"{_names(owners)}", f"chown root {path}")
@@ -135,7 +139,7 @@ def _secret(path: str, role: str, owners: frozenset[int], holders: frozenset[int
                           f"put the token there: install -o {_arg(me)} -m 600 TOKEN-FILE {path}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: {role} cannot be looked up by {_name(me)} ({exc.strerror}: {exc.filename})",
-                          f"let {_name(me)} enter the folders above it, or fix the path in the config") from None
+                          f"fix the path in the config, or let {_name(me)} enter the folders on its way") from None
     where = _shown(path, real)
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{where}: {role} is not a regular file", "put the token in a file of its own")
@@ -152,8 +156,8 @@ def _home(home: str, owners: frozenset[int], holders: frozenset[int], me: int) -
     role = "the worker's home folder"
     try:
         real, st = _walk(home, owners, role, ConfigError)
-    except FileNotFoundError:
-        return  # nothing is read from a home that is not there
+    except OSError:
+        return  # nothing is read from a home that is not there, or that the worker cannot enter
     if not stat.S_ISDIR(st.st_mode):
         return
     where = _shown(home, real)

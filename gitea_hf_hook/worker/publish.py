@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, cast
@@ -209,7 +210,7 @@ class _Run:
         mode = "incremental" if changes is not None else "full"
         if not uploads and not deletes:
             return _result(self.commit, head, scope=scope, mode=mode)
-        self.check_content(previous if changes is not None or previous is not None else None)
+        self.check_content(previous)
         made, uploaded, deleted = self.commit_all(uploads, deletes, head)
         return _result(self.commit, made[-1] if made else head, hub_commits=tuple(made), uploaded=uploaded,
                        deleted=deleted, skipped=not made, scope=scope, mode=mode)
@@ -260,14 +261,27 @@ class _Run:
         from ..checks.content import check
 
         self.doing = f"checking what {self.job.request.ref} publishes"
-        problems = check(self.config, self.rule, self.commit, base, cwd=self.cwd, markers=False)
-        if problems:
-            # The lines a pusher reads, on one line: the job's reason and the log both keep one line per event.
-            lines = "; ".join(str(p) for p in problems[:MAX_PROBLEMS_SHOWN])
-            more = f"; and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
-            raise PublishError(f"the checks refuse what {self.commit[:12]} would publish to {self.target.label}: "
-                               f"{lines}{more}", "fix it in git and push again; gitea-hf-hook check lists every "
-                               "problem")
+        try:
+            problems = check(self.config, self.rule, self.commit, base, cwd=self.cwd, markers=False)
+        except GitError:
+            if base is None:
+                raise
+            # The commit published last is gone from git (history rewritten): check the whole tree instead.
+            problems = check(self.config, self.rule, self.commit, None, cwd=self.cwd, markers=False)
+        if not problems:
+            return
+        # The lines a pusher reads, on one line: the job's reason and the log both keep one line per event.
+        lines = "; ".join(str(p) for p in problems[:MAX_PROBLEMS_SHOWN])
+        more = f"; and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
+        what = f"what {self.commit[:12]} would publish to {self.target.label}: {lines}{more}"
+        if not self.config.enforce:
+            # A trial: the push landed with "would reject" lines, and publishing goes on the same way.
+            from .loop import say
+
+            say(f"the checks would refuse {what} (enforce is off, so it publishes)", logging.WARNING)
+            return
+        raise PublishError(f"the checks refuse {what}", "fix it in git and push again; gitea-hf-hook check lists "
+                                                         "every problem")
 
     def commit_all(self, uploads: list[File], deletes: list[str], head: str | None) -> tuple[list[str], int, int]:
         """Commit the changes in as few Hub commits as the limits allow; returns (commit ids, added, deleted)."""

@@ -117,6 +117,32 @@ def test_a_state_file_is_checked_field_by_field() -> None:
     with pytest.raises(JobError) as caught:
         parse_state("s.json", broken)
     assert caught.value.message == "state file s.json: result.uploaded: must be a whole number (got str)"
+    # Its commit ids reach git's command line: an option in their place is refused, whatever the shape around it.
+    option = dump_state(state).replace(b'"git_commit": "' + b"a" * 40, b'"git_commit": "--output=/etc/passwd')
+    with pytest.raises(JobError) as caught:
+        parse_state("s.json", option)
+    assert caught.value.message == "state file s.json: result.git_commit: must be a full hex object id"
+
+
+def test_the_worker_writes_its_own_files_beside_them_never_in_tmp(root: str) -> None:
+    """tmp/ is Gitea's user's to write: a temporary file there could be swapped before the rename."""
+    before = sorted(os.listdir(os.path.join(root, "tmp")))
+    path = layout.write_private(os.path.join(root, "state", "targets"), "t.json", b"{}")
+    assert Path(path).read_bytes() == b"{}" and oct(Path(path).stat().st_mode & 0o777) == "0o640"
+    assert sorted(os.listdir(os.path.join(root, "tmp"))) == before
+    assert os.listdir(os.path.join(root, "state", "targets")) == ["t.json"]
+
+
+def test_a_job_file_is_read_only_when_it_is_a_small_regular_file(root: str) -> None:
+    queue = os.path.join(root, "queue")
+    os.symlink("/etc/hostname", os.path.join(queue, "link.json"))
+    with pytest.raises(OSError) as link:
+        layout.read_entry(queue, "link.json")
+    assert link.value.strerror == "Too many levels of symbolic links"
+    Path(queue, "huge.json").write_bytes(b" " * (layout.MAX_FILE + 1))
+    with pytest.raises(OSError) as huge:
+        layout.read_entry(queue, "huge.json")
+    assert huge.value.strerror == f"larger than {layout.MAX_FILE} bytes"
 
 
 def test_a_claim_moves_the_job_to_active_and_records_its_holder(root: str) -> None:

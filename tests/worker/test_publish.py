@@ -19,6 +19,7 @@ from huggingface_hub.hf_api import RepoFile
 
 from gitea_hf_hook.errors import PublishError
 from gitea_hf_hook.spool.state import PublishResult
+from gitea_hf_hook.worker.publish import marker_of
 from tests.support.gitea_server import GiteaServer
 from tests.support.hub import Hub
 from tests.support.publishing import (
@@ -406,3 +407,12 @@ def test_the_token_is_absent_from_the_state_the_error_and_the_spool(world: World
     assert TOKEN not in str(error.value) and TOKEN not in repr(vars(error.value))
     assert error.value.__cause__ is None and error.value.__suppress_context__
     assert TOKEN not in tree_text(world.server.spool)
+
+
+def test_only_the_descriptions_last_line_is_read_as_the_marker() -> None:
+    """A pusher writes the subject; the worker writes the description, and its marker is the trailer."""
+    sha = "a" * 40
+    assert marker_of(f"Published from Gitea\n\nGitea-Commit: {sha}\n") == (sha, True)
+    assert marker_of(f"Published from Gitea\n\nGitea-Commit: {sha} (part 1 of 2)\n") == (sha, False)
+    assert marker_of(f"Gitea-Commit: {sha}\nPushed by: alice\n") is None
+    assert marker_of(f"Gitea-Commit: {sha} and more") is None

@@ -87,33 +87,8 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_atomic(folder: str, name: str, data: bytes, spool: str) -> str:
-    """Write ``data`` to ``spool/tmp``, fsync it, rename it to ``folder/name`` and fsync ``folder``."""
-    tmp = os.path.join(spool, "tmp", f"{name}.{os.getpid()}.{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    final = os.path.join(folder, name)
-    os.rename(tmp, final)
-    fsync_dir(folder)
-    return final
-
-
-def adopt_ownership(fd: int, folder: str) -> None:
-    """Give a file root just created to the owner and group of its folder, so root never locks the worker's user
-    out of a file it needs (a worker started as root by mistake, an admin command run with sudo)."""
-    if os.geteuid() == 0:
-        info = os.stat(folder)
-        os.fchown(fd, info.st_uid, info.st_gid)
-
-
-def write_private(folder: str, name: str, data: bytes) -> str:
-    """Write ``folder/name`` atomically, for the worker's own folders: the temporary file is a dotfile in
-    ``folder`` itself, never in ``tmp/``, where Gitea's user could swap it before the rename."""
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}")
+def _write(tmp: str, folder: str, name: str, data: bytes) -> str:
+    """Write ``data`` to the new file ``tmp``, fsync it, rename it to ``folder/name`` and fsync ``folder``."""
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
     try:
         adopt_ownership(fd, folder)
@@ -125,6 +100,25 @@ def write_private(folder: str, name: str, data: bytes) -> str:
     os.rename(tmp, final)
     fsync_dir(folder)
     return final
+
+
+def write_atomic(folder: str, name: str, data: bytes, spool: str) -> str:
+    """Write ``folder/name`` by way of ``spool/tmp``, as the hooks queue jobs."""
+    return _write(os.path.join(spool, "tmp", f"{name}.{os.getpid()}.{os.urandom(4).hex()}"), folder, name, data)
+
+
+def write_private(folder: str, name: str, data: bytes) -> str:
+    """Write ``folder/name`` atomically, for the worker's own folders: the temporary file is a dotfile in
+    ``folder`` itself, never in ``tmp/``, where Gitea's user could swap it before the rename."""
+    return _write(os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}"), folder, name, data)
+
+
+def adopt_ownership(fd: int, folder: str) -> None:
+    """Give a file root just created to the owner and group of its folder, so root never locks the worker's user
+    out of a file it needs (a worker started as root by mistake, an admin command run with sudo)."""
+    if os.geteuid() == 0:
+        info = os.stat(folder)
+        os.fchown(fd, info.st_uid, info.st_gid)
 
 
 MAX_FILE = 1 << 20  # a job or state file is a few KiB; anything this large is not one

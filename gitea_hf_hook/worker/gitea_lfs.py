@@ -13,18 +13,16 @@ Standard library only, imported inside the functions: one POST per hundred objec
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple, NoReturn
 
 from ..config.model import Config
 from ..errors import PublishError
+from . import token_file
 
 MEDIA_TYPE = "application/vnd.git-lfs+json"
 BATCH_LIMIT = 100  # objects per request: what Git LFS clients send, so no Gitea or proxy in between balks
 _MAX_ANSWER = 8 << 20  # a hundred objects answer in tens of kilobytes; more than this is not Gitea talking
-_TOKEN = re.compile(r"[\x21-\x7e]+")  # one word of printable ASCII: anything else cannot go in a header
 _TOKEN_HINT = "write a Gitea access token with the read:repository scope into it"
 
 
@@ -82,34 +80,9 @@ def _require_settings(config: Config, repository: str) -> None:
 
 def _read_token(config: Config) -> str:
     """The token, read now so that a rotated token needs no restart. Never part of any message."""
-    path = config.gitea_token_file
-    named = f"the Gitea token file {path}, named by gitea.token_file,"
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [line.strip() for line in f if line.strip()]
-    except FileNotFoundError:
-        raise PublishError(f"{named} does not exist", _TOKEN_HINT) from None
-    except PermissionError:
-        import pwd
+    return token_file.read(config.gitea_token_file, "gitea.token_file", kind="Gitea token file",
+                           hint=_TOKEN_HINT)
 
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        raise PublishError(f"the worker, running as {user}, may not read the Gitea token file {path}, named by "
-                           f"gitea.token_file", f"make {user} its owner with mode 0600: "
-                           f"chown {user} {path} && chmod 600 {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise PublishError(f"cannot read the Gitea token file {path}, named by gitea.token_file: {why}",
-                           "check the path in the config, and that the file holds one token") from None
-    if not lines:
-        raise PublishError(f"{named} is empty", _TOKEN_HINT)
-    if not _TOKEN.fullmatch(lines[0]):
-        # Said without quoting the line: it is the token, or most of it.
-        raise PublishError(f"{named} does not start with a token: its first line holds spaces or characters "
-                           f"other than printable ASCII", "write the token alone on the first line")
-    return lines[0]
-
-
-# -- the request -----------------------------------------------------------------------------------------------
 
 def _post(config: Config, repository: str, url: str, token: str, chunk: list[tuple[str, int]]) -> Any:
     """Gitea's batch answer for ``chunk``, as parsed JSON."""

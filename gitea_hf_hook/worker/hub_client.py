@@ -26,6 +26,7 @@ import httpx2
 from ..config.model import Config
 from ..errors import PublishError
 from ..redact import redact
+from . import token_file
 
 # What huggingface_hub's http_backoff retries by itself (utils/_http.py, _DEFAULT_RETRY_ON_STATUS_CODES).
 RETRIED_STATUSES = (408, 429, 500, 502, 503, 504)
@@ -57,24 +58,8 @@ def read_token(config: Config, hub_repo: str) -> str:
         raise PublishError(f"no Hub token for namespace {namespace}: hub.tokens has no entry {namespace!r} "
                            f"and no '*' fallback in {config.path}",
                            f"add hub.tokens.{namespace}: /path/to/token-file, holding a token with write access")
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [line.strip() for line in f if line.strip()]
-    except PermissionError:
-        import pwd
-
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        raise PublishError(f"the worker, running as {user}, may not read the Hub token file {path}, named by "
-                           f"hub.tokens.{key}", f"make {user} its owner with mode 0600: "
-                           f"chown {user} {path} && chmod 600 {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise PublishError(f"cannot read the Hub token file {path}, named by hub.tokens.{key}: {why}",
-                           "check the path in the config, and that the file holds one token") from None
-    if not lines:
-        raise PublishError(f"the Hub token file {path}, named by hub.tokens.{key}, is empty",
-                           "write a Hub token with write access into it") from None
-    return lines[0]
+    return token_file.read(path, f"hub.tokens.{key}", kind="Hub token file",
+                           hint="write a Hub token with write access into it")
 
 
 # -- client ----------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import errno
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -212,13 +212,23 @@ def claim(spool: str, name: str, now: float) -> Claim | None:
     return Claim(spool, name, lock)
 
 
-def reclaim(spool: str, now: float) -> list[Claim]:
-    """Claims on every job in ``active/`` whose worker is gone (its lock was free). The caller moves them on."""
+def reclaim(spool: str, now: float, on_error: Callable[[SpoolError], None] | None = None) -> list[Claim]:
+    """Claims on every job in ``active/`` whose worker is gone (its lock was free). The caller moves them on.
+
+    A lock this user cannot open is handed to ``on_error`` (or raised without one), and the others are still
+    looked at.
+    """
     found = []
     for name in layout.job_names(spool, "active"):
         path = lock_path(spool, name.removesuffix(".json"))
         previous = read_holder(path)  # before our own record overwrites it
-        lock = try_lock(path, me(now))
+        try:
+            lock = try_lock(path, me(now))
+        except SpoolError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            continue
         if lock is None:
             continue  # a live worker is publishing it
         if not os.path.exists(os.path.join(spool, "active", name)):

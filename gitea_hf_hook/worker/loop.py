@@ -124,7 +124,7 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
     layout.ensure_layout(root)
     result = LoopResult()
     housekeeping.sweep(config, now)
-    for claim in claims.reclaim(root, now):
+    for claim in claims.reclaim(root, now, on_error=_spool_problem):
         _requeue_orphan(config, claim, now, result)
     groups: dict[str, list[Job]] = {}
     for name in layout.job_names(root, "queue"):
@@ -133,7 +133,11 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
         except FileNotFoundError:
             continue  # another worker claimed it since the listing
         except (JobError, OSError) as exc:
-            unreadable = claims.claim(root, name, now)
+            try:
+                unreadable = claims.claim(root, name, now)
+            except SpoolError as problem:
+                _spool_problem(problem)
+                continue
             if unreadable is not None:
                 why = f"job file {name}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
                 _dead_letter_unreadable(unreadable, why, result)
@@ -141,7 +145,11 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
         try:
             route(config, job)  # a job for a target its rule does not map is refused before it can supersede any
         except PublishError as exc:
-            refused = claims.claim(root, name, now)
+            try:
+                refused = claims.claim(root, name, now)
+            except SpoolError as problem:
+                _spool_problem(problem)
+                continue
             if refused is not None and (again := _reread(refused, result)) is not None:
                 _fail(refused, again, str(exc), now, result)
             continue
@@ -157,8 +165,12 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
         try:
             _drain_target(config, key, jobs, now, publish, result)
         except SpoolError as exc:  # one unusable lock or file must not stop the other targets
-            say(f"{exc.message} ({exc.hint})" if exc.hint else exc.message, logging.ERROR)
+            _spool_problem(exc)
     return result
+
+
+def _spool_problem(exc: SpoolError) -> None:
+    say(f"{exc.message} ({exc.hint})" if exc.hint else exc.message, logging.ERROR)
 
 
 def _drain_target(config: Config, key: str, jobs: list[Job], now: float, publish: Publisher | None,

@@ -113,15 +113,42 @@ def _spawn(args: tuple[str, ...], cwd: str | None, stdin: int, stdout: int, stde
         if args[0] not in PLUMBING or CONVERTING_OPTIONS.intersection(args):
             raise GitError(f"git {' '.join(args[:2])} is not run by a reader that trusts no repository",
                            "only plumbing that runs no repository-chosen driver is allowed while confined")
-        # Trusted for this call only: the folder git opens, resolved as git resolves it before comparing.
+        # Trusted for this call only: the folder git opens, resolved as git resolves it before comparing. A bare
+        # repository is named with --git-dir, so git discovers nothing: a ".git" file in it cannot send git
+        # elsewhere.
         repo = os.path.realpath(cwd or os.curdir)
-        argv = ["git", *leading, "-c", f"safe.directory={repo}", "-C", repo, *args]
+        where = ("--git-dir", repo) if os.path.isdir(os.path.join(repo, "objects")) else ("-C", repo)
+        argv = ["git", *leading, "-c", f"safe.directory={repo}", *where, *args]
     actions = [(os.POSIX_SPAWN_DUP2, stdin, 0), (os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_DUP2, stderr, 2)]
     try:
         # Python ignores SIGPIPE and a spawned child would inherit that; git should die of it as usual.
-        return os.posix_spawnp("git", argv, env, file_actions=actions, setsigdef=(SIGPIPE,))
+        pid = os.posix_spawnp("git", argv, env, file_actions=actions, setsigdef=(SIGPIPE,))
     except OSError as exc:
         raise GitError(f"cannot run git: {exc.strerror}", "install git where the Gitea server can run it") from None
+    if _confinement is not None:
+        _watch(pid)
+    return pid
+
+
+# A confined git process that runs this long is killed: a FIFO where the repository's config or an object should
+# be would otherwise hold the worker forever. No plumbing call of a publish comes near it.
+CONFINED_DEADLINE = 600.0
+_watchdogs: dict[int, object] = {}
+
+
+def _watch(pid: int) -> None:
+    import threading  # only a confined reader pays for it
+
+    def kill() -> None:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(CONFINED_DEADLINE, kill)
+    timer.daemon = True
+    timer.start()
+    _watchdogs[pid] = timer
 
 
 def failure(args: tuple[str, ...], cwd: str | None, code: int, stderr: bytes) -> GitError:
@@ -130,6 +157,13 @@ def failure(args: tuple[str, ...], cwd: str | None, code: int, stderr: bytes) ->
     lines = text.strip().splitlines()
     said = lines[-1] if lines else f"exit {code}"
     where = cwd or os.getcwd()
+    if _confinement is not None:
+        # Git quotes what it failed to parse, and a repository can make it parse any file the reader may read
+        # (packed-refs as a link to a token file): a confined reader's message never carries git's words.
+        if code == -9:
+            return GitError(f"git {args[0]} in {where} ran over {CONFINED_DEADLINE:g} s and was stopped",
+                            "something in the repository blocks reading it, such as a FIFO: look at its files")
+        return GitError(f"git {args[0]} failed in {where} (exit {code})", _INTACT_HINT)
     if "dubious ownership" in text:
         # git names the folder in its "fatal:" line; the last line is its advice to add a safe.directory.
         fatal = next((line for line in lines if line.startswith("fatal:")), said)
@@ -142,7 +176,11 @@ def failure(args: tuple[str, ...], cwd: str | None, code: int, stderr: bytes) ->
 
 
 def _wait(pid: int) -> int:
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    timer = _watchdogs.pop(pid, None)
+    if timer is not None:
+        timer.cancel()  # type: ignore[attr-defined]
+    return code
 
 
 def _read_all(fds: list[int]) -> list[bytes]:

@@ -100,18 +100,18 @@ OVERRIDES: tuple[tuple[str, str], ...] = (
 # own folder comes last, per call, as ``safe.directory`` (see ``git._spawn``).
 ARGUMENTS: tuple[str, ...] = ("--no-pager", *(arg for key, value in OVERRIDES for arg in ("-c", f"{key}={value}")))
 
-# The whole environment of a confined git process, apart from PATH. Nothing else is inherited: no GIT_* variable
-# (GIT_DIR, GIT_CONFIG_PARAMETERS, GIT_SSH_COMMAND, GIT_ASKPASS, GIT_EXTERNAL_DIFF, GIT_PAGER, GIT_EDITOR,
-# GIT_TRACE*...), no PAGER, EDITOR, VISUAL, SSH_ASKPASS, XDG_CONFIG_HOME, proxy or loader variables.
 # The plumbing the worker runs, the only git commands run while confined: none of them converts content through a
 # driver the repository's attributes choose, which no setting can turn off (diff, log -p, show, archive can).
 PLUMBING = frozenset(("cat-file", "ls-tree", "diff-tree", "merge-base", "rev-list", "rev-parse", "for-each-ref"))
 CONVERTING_OPTIONS = frozenset(("--filters", "--textconv", "--ext-diff", "-p", "--patch"))
 
+# The whole environment of a confined git process, apart from PATH. Nothing else is inherited: no GIT_* variable
+# (GIT_DIR, GIT_CONFIG_PARAMETERS, GIT_SSH_COMMAND, GIT_ASKPASS, GIT_EXTERNAL_DIFF, GIT_PAGER, GIT_EDITOR,
+# GIT_TRACE*...), no PAGER, EDITOR, VISUAL, SSH_ASKPASS, XDG_CONFIG_HOME, proxy or loader variables.
 ENVIRONMENT: dict[str, str] = {
-    # The worker's home may be writable by Gitea's user, and git and its helpers read files under it even with
-    # no global config: ~ in configured paths, $HOME/.config/git/attributes, curl's $HOME/.netrc. This folder
-    # does not exist and only root could create it.
+    # Defence in depth: the worker checks that its home is its own, but git and its helpers read files under
+    # HOME even with no global config (~ in configured paths, $HOME/.config/git/attributes, curl's
+    # $HOME/.netrc). This folder does not exist and only root could create it.
     "HOME": "/nonexistent",
     "LC_ALL": "C",
     "GIT_CONFIG_NOSYSTEM": "1",

@@ -297,8 +297,9 @@ def test_no_transport_opens_whatever_the_repository_allows(history: History, tra
         for protocol, url in urls.items():
             with pytest.raises(GitError) as caught:
                 git.run("ls-remote", url, cwd=cwd)
-            assert str(caught.value) == (f"git ls-remote failed in {cwd}: fatal: transport '{protocol}' not allowed "
-                                         "(check that the repository is intact with git fsck)")
+            # Refused, and said without git's own words: a confined reader never repeats what git read.
+            assert str(caught.value) == (f"git ls-remote failed in {cwd} (exit 128) (check that the repository is "
+                                         "intact with git fsck)"), protocol
     assert traps.sprung() == []
 
 
@@ -319,8 +320,7 @@ def test_porcelain_diff_stops_rather_than_start_an_external_diff(history: Histor
     cwd = str(history.repo)
     with git.confined(), pytest.raises(GitError) as caught:
         git.run("diff", history.first, history.second, cwd=cwd)
-    assert str(caught.value) == (f"git diff failed in {cwd}: fatal: external diff died, stopping at README.md "
-                                 "(check that the repository is intact with git fsck)")
+    assert str(caught.value) == f"git diff failed in {cwd} (exit 128) (check that the repository is intact with git fsck)"
     assert traps.sprung() == []
 
 
@@ -360,9 +360,8 @@ def test_a_repository_of_another_owner_is_trusted_for_that_one_folder(history: H
         inside = str(history.repo / "refs")
         with pytest.raises(GitError) as caught:
             git.rev_parse("main", inside)
-        assert str(caught.value) == (f"git rev-parse refused {inside}: fatal: detected dubious ownership in "
-                                     f"repository at '{cwd}' (run this as the user that owns {inside}, or trust that "
-                                     "one folder in safe.directory)")
+        assert str(caught.value) == (f"git rev-parse failed in {inside} (exit 128) (check that the repository is "
+                                     "intact with git fsck)")
 
 
 def git_children() -> list[int]:
@@ -407,7 +406,7 @@ def test_confined_git_gets_an_environment_built_from_scratch(history: History, m
         "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0", "GIT_NO_REPLACE_OBJECTS": "1",
         "GIT_NO_LAZY_FETCH": "1", "GIT_ATTR_NOSYSTEM": "1", "GIT_PROTOCOL_FROM_USER": "0", "GIT_ALLOW_PROTOCOL": ""}
     assert argv == ["git", *isolation.ARGUMENTS, "-c", f"safe.directory={os.path.realpath(cwd)}",
-                    "-C", os.path.realpath(cwd), "cat-file", "--batch"]
+                    "--git-dir", os.path.realpath(cwd), "cat-file", "--batch"]
     assert not [arg for arg in argv if arg.startswith("safe.directory=") and arg.endswith("*")]
     for key in ("core.fsmonitor", "core.hooksPath", "core.sshCommand", "core.gitProxy", "core.askPass",
                 "core.pager", "core.editor", "sequence.editor", "core.alternateRefsCommand", "credential.helper",
@@ -447,3 +446,41 @@ def test_the_hook_path_never_imports_the_isolation_module(history: History):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "False\nTrue\n"
 
+
+
+def test_git_never_repeats_what_it_read_for_a_confined_reader(history: History, tmp_path: Path):
+    """Gitea's user can point packed-refs at any file the reader may read; git then quotes its first line in its
+    error. The confined reader's message says only what failed, so no such line reaches a job or a log."""
+    secret = tmp_path / "token"
+    secret.write_text("0123456789abcdef0123456789abcdef01234567\n")  # shaped like a ref line's object id
+    _git(history.repo, "pack-refs", "--all")
+    (history.repo / "refs" / "heads" / "main").unlink(missing_ok=True)
+    packed = history.repo / "packed-refs"
+    packed.unlink()
+    packed.symlink_to(secret)
+    with git.confined(), pytest.raises(GitError) as caught:
+        git.rev_parse("main", str(history.repo))
+    assert "0123456789abcdef" not in str(caught.value)
+    assert str(caught.value) == (f"git rev-parse failed in {history.repo} (exit 128) (check that the repository is "
+                                 "intact with git fsck)")
+
+
+def test_a_git_file_in_a_bare_repository_sends_the_confined_reader_nowhere(history: History, tmp_path: Path):
+    """A bare repository is named with --git-dir: a ".git" file inside it that points elsewhere is not read."""
+    other = tmp_path / "other.git"
+    _git(tmp_path, "init", "--quiet", "--bare", str(other))
+    (history.repo / ".git").write_text(f"gitdir: {other}\n")
+    with git.confined():
+        assert git.rev_parse("main", str(history.repo)) == history.second
+
+
+def test_a_fifo_in_the_repository_cannot_hold_a_confined_reader(history: History, monkeypatch: pytest.MonkeyPatch):
+    """A FIFO where the config should be blocks git when it opens it: the confined call is stopped at its
+    deadline and says so, instead of holding the worker forever."""
+    monkeypatch.setattr(git, "CONFINED_DEADLINE", 1.0)
+    (history.repo / "config").unlink()
+    os.mkfifo(history.repo / "config")
+    with git.confined(), pytest.raises(GitError) as caught:
+        git.rev_parse("main", str(history.repo))
+    assert str(caught.value) == (f"git rev-parse in {history.repo} ran over 1 s and was stopped (something in the "
+                                 "repository blocks reading it, such as a FIFO: look at its files)")

@@ -123,7 +123,7 @@ def _existing_refs(config: Config, path: str) -> tuple[list[str], int]:
             info = peeled[v.update.new]
             v.problems.extend(check_ref(v, info, tips))
             if not v.problems and info is not None:
-                v.problems.extend(content.check(config, rule, info[0], None))
+                v.problems.extend(content.check(config, rule, info[0], None, markers=False))
     finally:
         os.chdir(here)
     return _lines(config, repo, verdicts), sum(1 for v in verdicts if v.problems)

@@ -4,6 +4,7 @@ naming the log file that holds the traceback, and exit 3."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 import traceback
@@ -26,8 +27,14 @@ def _log(exc: BaseException) -> str:
     for path in (log_file(), os.path.join(tempfile.gettempdir(), f"gitea-hf-hook-{os.getuid()}.log")):
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as f:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+            info = os.fstat(fd)
+            if info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode):
+                # Another user's file in the shared temporary folder would be handed our tracebacks.
+                os.close(fd)
+                continue
+            # A name taken from disk may not be UTF-8 (it then holds surrogates): escaped, never a second failure.
+            with os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(record)
             return path
         except OSError:
@@ -35,13 +42,18 @@ def _log(exc: BaseException) -> str:
     return "no log: neither the cache folder nor the temporary folder is writable"
 
 
+def _printable(line: str) -> str:
+    """``line`` as any output stream can take it: a non-UTF-8 file name in a message is escaped, not a crash."""
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def report(exc: BaseException) -> tuple[str, int]:
     """The line to print for ``exc`` and the exit code."""
     if isinstance(exc, HookError):
-        return f"gitea-hf-hook: error: {exc}", exc.exit_code
+        return _printable(f"gitea-hf-hook: error: {exc}"), exc.exit_code
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
-        return f"gitea-hf-hook: error: {where}{exc.strerror}", 1
+        return _printable(f"gitea-hf-hook: error: {where}{exc.strerror}"), 1
     where = _log(exc)
-    return (f"gitea-hf-hook: internal error: {type(exc).__name__} (the traceback is in {where}; "
-            "please report it)", UNEXPECTED)
+    return (_printable(f"gitea-hf-hook: internal error: {type(exc).__name__} (the traceback is in {where}; "
+                       "please report it)"), UNEXPECTED)

@@ -6,6 +6,7 @@ Each view is data first (JSON-able dicts, for ``--json``) and lines of text seco
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -60,20 +61,44 @@ def target_text(job: Job | None) -> str:
     return "?" if job is None else job.target.label
 
 
+_WHY = {errno.ELOOP: "a symbolic link, which is never followed", errno.EINVAL: "not a regular file",
+        errno.EFBIG: f"larger than {layout.MAX_FILE} bytes, so not a job"}
+
+
+def _why(exc: OSError) -> str:
+    return _WHY.get(exc.errno or 0) or f"cannot be read: {exc.strerror}"
+
+
+def unreadable(name: str, exc: OSError) -> str:
+    """Why the spool file ``name`` could not be read, as one line. Gitea's user may put a link, a FIFO or a huge
+    file in ``queue/`` under a job's name: it is reported, never followed or read."""
+    hint = "delete it" if exc.errno in _WHY else "run this as the worker's user or root"
+    return f"job file {name}: {_why(exc)} ({hint})"
+
+
+def _reason(root: str, job_id: str) -> str | None:
+    """The worker's note on why a job in ``failed/`` could not be parsed, or None when there is none it wrote."""
+    try:
+        return layout.read_entry(os.path.join(root, "failed"), job_id + ".reason").decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
 def _read(root: str, folder: str, name: str) -> Entry:
-    path = os.path.join(root, folder, name)
+    """The job file ``folder/name``; FileNotFoundError when it has moved on. A file that cannot be read or parsed is
+    an entry whose ``problem`` says why."""
     job_id = name.removesuffix(".json")
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        data = layout.read_entry(os.path.join(root, folder), name)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return Entry(job_id, folder, None, unreadable(name, exc))
     try:
         entry = Entry(job_id, folder, parse(name, data))
     except JobError as exc:
-        try:
-            with open(os.path.join(root, folder, job_id + ".reason"), encoding="utf-8") as f:
-                problem = f.read().strip()
-        except FileNotFoundError:
-            problem = str(exc)
-        entry = Entry(job_id, folder, None, problem)
+        # The worker notes why beside a job it could not parse, in failed/ alone: Gitea's user cannot write there.
+        entry = Entry(job_id, folder, None, (_reason(root, job_id) if folder == "failed" else None) or str(exc))
     if folder == "active":
         lock = claims.lock_path(root, job_id)
         entry.holder, entry.held = claims.read_holder(lock), claims.is_held(lock)
@@ -219,10 +244,14 @@ def retry(root: str, job_id: str, now: float) -> Job:
         if not held:
             raise SpoolError(f"job {job_id} is locked by another process right now", "try again in a moment")
         path = os.path.join(root, "failed", name)
-        with open(path, "rb") as f:
-            data = f.read()
         try:
-            job = parse(name, data)
+            job = parse(name, layout.read_entry(os.path.join(root, "failed"), name))
+        except FileNotFoundError:
+            raise SpoolError(f"job {job_id} left failed/ while it was being retried",
+                             "gitea-hf-hook queue show shows where it is now") from None
+        except OSError as exc:
+            raise SpoolError(f"job {job_id} cannot be retried: job file {name}: {_why(exc)}",
+                             f"fix or delete {path}") from None
         except JobError as exc:
             raise SpoolError(f"job {job_id} cannot be retried: {exc.message}", f"fix or delete {path}") from None
         reason = (job.outcome.reason if job.outcome else "") or "it failed"

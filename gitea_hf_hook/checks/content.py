@@ -38,11 +38,17 @@ def open_content(data: bytes, pointer: lfs.Pointer | None, lfs_root: str) -> Ite
         yield io.BytesIO(data), len(data)
         return
     try:
-        # Never through a link: the store is Gitea's to write, and a link would make us read what it names.
-        f = open(os.open(lfs.object_path(lfs_root, pointer.oid), os.O_RDONLY | os.O_NOFOLLOW), "rb")
+        # Never through a link, and never a FIFO, which would block: the store is Gitea's user's to write.
+        fd = os.open(lfs.object_path(lfs_root, pointer.oid), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         yield None  # reported by the LFS check
         return
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        yield None
+        return
+    os.set_blocking(fd, True)
+    f = open(fd, "rb")
     with f:
         yield f, pointer.size
 
@@ -52,9 +58,12 @@ def _lfs_problem(path: str, pointer: lfs.Pointer, lfs_root: str) -> Problem | No
         info = os.lstat(lfs.object_path(lfs_root, pointer.oid))
     except OSError:
         info = None
-    if info is None or not stat.S_ISREG(info.st_mode):
+    if info is None:
         return Problem(path, f"Git LFS object {pointer.oid[:12]} is not on the server",
                        "run: git lfs push --all origin, then push again")
+    if not stat.S_ISREG(info.st_mode):
+        return Problem(path, f"Git LFS object {pointer.oid[:12]} is not a regular file in the server's store",
+                       "an admin must replace it with the object itself; then push again")
     size = info.st_size
     if size != pointer.size:
         return Problem(path, f"Git LFS object {pointer.oid[:12]} holds {size} bytes, the pointer says {pointer.size}",

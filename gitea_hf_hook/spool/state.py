@@ -1,8 +1,9 @@
 """Per-target state: what the worker last published to one Hub branch or tag, kept in ``state/targets/``.
 
-The worker writes it after each publish and reads it before the next, to publish only what changed. The
-folder is writable by Gitea's user too, so a state file is parsed like a job: every field checked, and one
-that does not parse is treated as absent, which makes the next publish compare against the Hub itself.
+The worker writes it after each publish and reads it before the next, to publish only what changed. Only the
+spool's owner may write the folder, and a state file is still parsed like a job: every field checked, commit
+ids included, and one that does not parse is treated as absent, which makes the next publish rebuild what it
+needs from the Hub itself.
 """
 
 from __future__ import annotations

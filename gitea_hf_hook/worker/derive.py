@@ -2,7 +2,8 @@
 
 A job file is written by Gitea's user, so each of its claims is checked before the worker acts on it:
 
-- the repository folder is ``gitea.repo_root``/owner/name.git, resolved with no link anywhere below the root;
+- the repository folder is ``gitea.repo_root``/owner/name.git with no link on the way below the root (git is
+  then given it as ``--git-dir``, so nothing inside it can send git elsewhere);
 - the target, and with it the token, is what the config's current rule maps the repository and ref to;
 - the commit is a full object id that the ref points at now (peeled) or, for a branch, an ancestor of it; a
   deletion is published only while the ref stays deleted.

@@ -88,6 +88,7 @@ def sweep(config: Config, now: float) -> None:
     claims.remove_stale_locks(root, now, STALE_TMP)
     fd = os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640)
     try:
+        layout.adopt_ownership(fd, os.path.dirname(stamp))
         os.utime(fd, (now, now))
     finally:
         os.close(fd)
@@ -115,7 +116,8 @@ def _settle_prepared(config: Config, tmp: int, name: str) -> None:
         job = parse(layout.job_file_name(name), data)
     except (JobError, OSError) as exc:
         _remove_prepared(tmp, name)
-        _say(f"dropped unreadable prepared job tmp/{name}: {exc}", logging.WARNING)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        _say(f"dropped unreadable prepared job tmp/{name}: {why}", logging.WARNING)
         return
     ref, new, job_id = job.request.ref, job.request.new, job.id
     try:

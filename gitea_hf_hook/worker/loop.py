@@ -139,7 +139,7 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
                 _spool_problem(problem)
                 continue
             if unreadable is not None:
-                why = f"job file {name}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+                why = f"not a readable job file ({exc.strerror})" if isinstance(exc, OSError) else str(exc)
                 _dead_letter_unreadable(unreadable, why, result)
             continue
         try:
@@ -270,7 +270,7 @@ def _reread(claim: claims.Claim, result: LoopResult) -> Job | None:
     except JobError as exc:
         _dead_letter_unreadable(claim, str(exc), result)
     except OSError as exc:  # swapped for a link, or something else, since the listing
-        _dead_letter_unreadable(claim, f"job file {claim.name}: {exc.strerror or exc}", result)
+        _dead_letter_unreadable(claim, f"not a readable job file ({exc.strerror})", result)
     return None
 
 
@@ -305,7 +305,8 @@ def _dead_letter_unreadable(claim: claims.Claim, reason: str, result: LoopResult
     reason = redact(reason)
     claim.finish("failed", note=reason)
     result.failed.append(claim.job_id)
-    say(f"job file {claim.name} cannot be published, moved to failed/: {reason}", logging.ERROR)
+    said = reason.removeprefix(f"job file {claim.name}: ")  # the parser names the file too
+    say(f"job file {claim.name} cannot be published, moved to failed/: {said}", logging.ERROR)
 
 
 def _requeue_orphan(config: Config, claim: claims.Claim, now: float, result: LoopResult) -> None:

@@ -204,13 +204,15 @@ class _Run:
             if previous is None:
                 self.check_adoption(remote, keep)
             self.doing = f"reading {self.job.request.ref} in {self.cwd}"
-            deletable = self.published_before(previous) if self.rule.delete_missing else set()
+            deletable = self.published_before(previous) if self.rule.delete_missing else {}
             uploads, deletes = tree.differences(wanted, remote, lfs_root=self.config.lfs_root, cwd=self.cwd,
                                                    deletable=deletable, keep=keep)
         mode = "incremental" if changes is not None else "full"
         if not uploads and not deletes:
             return _result(self.commit, head, scope=scope, mode=mode)
-        self.check_content(previous)
+        # An incremental publish uploads what changed since the commit published last; any other may upload
+        # anything of the tree (a first publish, a changed rule, drift on the Hub), so all of it is checked.
+        self.check_content(previous if changes is not None else None)
         made, uploaded, deleted = self.commit_all(uploads, deletes, head)
         return _result(self.commit, made[-1] if made else head, hub_commits=tuple(made), uploaded=uploaded,
                        deleted=deleted, skipped=not made, scope=scope, mode=mode)
@@ -228,19 +230,20 @@ class _Run:
                 return mark[0]
         return None
 
-    def published_before(self, previous: str | None) -> set[str]:
-        """The Hub paths we published last time: those the rule maps from the commit we published then.
+    def published_before(self, previous: str | None) -> dict[str, File]:
+        """What we published last time, by Hub path: what the rule maps from the commit we published then.
 
-        Deleting only these keeps ``delete_missing`` from removing what others put in the Hub repository.
+        Deleting only these, and only while the Hub holds that content, keeps ``delete_missing`` from removing
+        what others put in the Hub repository.
         """
         from . import tree
 
         if previous is None:
-            return set()
+            return {}
         try:
-            return set(tree.published_files(self.rule, previous, self.cwd))
+            return tree.published_files(self.rule, previous, self.cwd)
         except (GitError, PublishError):
-            return set()  # that commit is gone from git: delete nothing rather than guess
+            return {}  # that commit is gone from git: delete nothing rather than guess
 
     def check_adoption(self, remote: dict[str, Any], keep: tuple[str, ...]) -> None:
         """A first publish goes into a Hub repository holding other files only when the rule says ``adopt``."""

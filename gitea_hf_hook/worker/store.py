@@ -1,9 +1,10 @@
 """Gitea's LFS store as the worker reads it: regular files only, never through a link, checked as they stream.
 
 The store belongs to Gitea's user, who could plant a link to a token file where an object should be, or change an
-object's bytes. So an object is opened with ``O_NOFOLLOW`` under folders checked the same way, must be a regular
-file of the pointer's size, and is read through :class:`VerifiedObject`, which hashes the bytes as the client
-uploads them (it reads them once anyway) and refuses to hand over the last chunk when they are not the oid's.
+object's bytes. So an object is opened with ``O_NOFOLLOW``, and so is each folder below ``gitea.lfs_root`` (the
+root itself is the admin's, from the config); it must be a regular file of the pointer's size; and it is read
+through :class:`VerifiedObject`, which hashes the bytes as the client uploads them (it reads them once anyway)
+and refuses to hand over the last chunk when they are not the oid's.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class VerifiedObject(io.BufferedIOBase):
         at = self._file.tell()
         data = self._file.read(self.size - at if size is None or size < 0 else size) or b""
         if not data:
+            if at < self.size:  # shrunk since it was opened: the copy would end short
+                self.mismatch = True
+                raise Mismatch(f"{self.shown}: Gitea's LFS object ends at {at} bytes, the pointer says {self.size}")
             return b""
         if at == 0 and self._hashed:
             self._hash, self._hashed = hashlib.sha256(), 0  # the client starts over (a retry): so do we

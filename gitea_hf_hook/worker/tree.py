@@ -132,10 +132,11 @@ def _git_blob_id(data: bytes) -> str:
 
 
 def differences(wanted: dict[str, File], hub: dict[str, HubFile], *, lfs_root: str, cwd: str,
-                deletable: set[str], keep: tuple[str, ...]) -> tuple[list[File], list[str]]:
+                deletable: dict[str, File], keep: tuple[str, ...]) -> tuple[list[File], list[str]]:
     """Files to upload, and Hub paths to delete, so the Hub holds ``wanted``.
 
-    Only paths in ``deletable`` (what we published before) are ever deleted, and never those in ``keep`` (the
+    Only files in ``deletable`` (what we published before) are ever deleted, and only while the Hub still holds
+    that content: a file someone else put there, or changed since, stays. Never those in ``keep`` (the
     ``.gitattributes`` the Hub creates) unless git publishes them.
     """
     uploads: list[File] = []
@@ -162,7 +163,17 @@ def differences(wanted: dict[str, File], hub: dict[str, HubFile], *, lfs_root: s
             if data is None or hashlib.sha256(data).hexdigest() != remote.lfs:
                 uploads.append(file)
         uploads.sort(key=lambda f: f.path)
-    deletes = sorted(p for p in hub if p not in wanted and p in deletable and p not in keep)
+    deletes = sorted(p for p, remote in hub.items() if p not in wanted and p not in keep and p in deletable
+                     and _same(deletable[p], remote))
     return uploads, deletes
+
+
+def _same(file: File, remote: HubFile) -> bool:
+    """Whether the Hub file is still the content ``file`` published, told without reading any content."""
+    if file.lfs is not None and remote.lfs is not None:
+        return file.lfs == remote.lfs
+    if file.lfs is None and remote.lfs is None:
+        return file.blob == remote.blob
+    return file.size == remote.size  # stored the other way on the Hub: its size is what we can tell cheaply
 
 

@@ -7,6 +7,7 @@ HF_HOME...) before anything imports huggingface_hub; this module relies on it.
 from __future__ import annotations
 
 import json
+import secrets
 import select
 import subprocess
 import sys
@@ -28,9 +29,10 @@ class Hub:
     Tests reach the tokens through the class or the instance (``hub.token``...).
     """
 
-    token = "hf_EmulatorTestToken0123456789"    # user "emulator", write
-    other_token = "hf_BobTestToken9876543210"   # user "bob", write
-    read_token = "hf_ReadOnlyToken55555"        # user "reader", read only
+    # Built when the tests start, so that no token-shaped value is written in the code.
+    token = "hf_" + secrets.token_hex(16)        # user "emulator", write
+    other_token = "hf_" + secrets.token_hex(16)  # user "bob", write
+    read_token = "hf_" + secrets.token_hex(12)   # user "reader", read only
 
     def __init__(self, data_dir: Path, stderr_path: Path, *args: str) -> None:
         self.data_dir = data_dir

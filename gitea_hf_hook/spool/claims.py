@@ -182,7 +182,7 @@ class Claim:
         if job is not None:
             layout.write_private(os.path.join(self.spool, "active"), self.name, dump(job))
         if note is not None:
-            layout.write_private(destination, self.job_id + ".reason", note.encode() + b"\n")
+            layout.write_private(destination, self.job_id + ".reason", note.encode(errors="backslashreplace") + b"\n")
         os.rename(self.path, os.path.join(destination, self.name))
         layout.fsync_dir(destination)
         self.release()
@@ -205,6 +205,11 @@ def claim(spool: str, name: str, now: float) -> Claim | None:
         # Another worker took it and finished between our listing and our lock.
         lock.release()
         return None
+    except OSError as exc:
+        # A folder or other entry Gitea's user made there, which cannot be moved: never a reason to stop the pass.
+        lock.release()
+        raise SpoolError(f"cannot claim {os.path.join(spool, 'queue', name)}: {exc.strerror}",
+                         "it is not a job file: remove it") from None
     except BaseException:
         lock.release()
         raise

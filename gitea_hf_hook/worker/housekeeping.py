@@ -14,12 +14,11 @@ from ..config.model import Config
 from ..errors import GitError, JobError, PublishError
 from ..gitea import git
 from ..gitea.hook_input import is_zero
-from ..redact import redact
 from ..spool import claims, layout
 from ..spool.job import parse
 from .derive import repository_folder, route
+from .logs import say as _say
 
-log = logging.getLogger("gitea_hf_hook.worker")
 HOUSEKEEPING_EVERY = 600.0  # seconds between sweeps of done/, tmp/ and old lock files
 STALE_TMP = 3600.0  # a tmp/ file this old belongs to a writer that died
 # A prepared job still in tmp/ this long after pre-receive wrote it missed its post-receive (which runs seconds
@@ -27,9 +26,6 @@ STALE_TMP = 3600.0  # a tmp/ file this old belongs to a writer that died
 PREPARED_GRACE = 600.0
 CARD_MARKERS_DAYS = 30.0  # a passed model card not seen since is checked again on its next push
 
-
-def _say(message: str, level: int = logging.INFO) -> None:
-    log.log(level, redact(message))
 
 
 def _open_folder(path: str) -> int:
@@ -71,7 +67,8 @@ def sweep(config: Config, now: float) -> None:
 
         for name in [n for n in os.listdir(tmp) if prepared(n)]:
             try:
-                if os.stat(name, dir_fd=tmp, follow_symlinks=False).st_mtime < now - PREPARED_GRACE:
+                info = os.stat(name, dir_fd=tmp, follow_symlinks=False)
+                if info.st_mtime < now - PREPARED_GRACE:
                     _settle_prepared(config, tmp, name)
             except FileNotFoundError:
                 pass
@@ -153,3 +150,5 @@ def _remove_prepared(tmp: int, name: str, *, job: bool = True) -> None:
             os.unlink(leftover, dir_fd=tmp)
         except FileNotFoundError:
             pass
+        except OSError as exc:  # a folder Gitea's user made under that name: not ours to remove
+            _say(f"cannot remove tmp/{leftover}: {exc.strerror}", logging.WARNING)

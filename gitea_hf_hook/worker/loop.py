@@ -28,10 +28,10 @@ from ..spool.state import dump as dump_state
 from ..spool.state import parse as parse_state
 from . import housekeeping, preflight
 from .derive import route
+from .logs import say
 
 Publisher = Callable[[Config, Job, "TargetState | None"], PublishResult]
 
-log = logging.getLogger("gitea_hf_hook.worker")
 IDLE_POLL = 2.0  # seconds between looks at an empty queue
 
 
@@ -51,10 +51,6 @@ class LoopResult:
     def worked(self) -> bool:
         """Whether the pass moved any job; a pass that did not leaves nothing due this worker could take."""
         return bool(self.published or self.superseded or self.retried or self.failed or self.reclaimed)
-
-
-def say(message: str, level: int = logging.INFO) -> None:
-    log.log(level, redact(message))
 
 
 def backoff(attempts: int, settings: WorkerSettings, retry_after: float | None = None,
@@ -208,7 +204,7 @@ def _supersede(config: Config, listed: Job, winner: str, state: TargetState | No
     claim = claims.claim(config.spool, listed.id + ".json", now)
     if claim is None:
         return
-    job = _reread(claim, result)
+    job = _reread(claim, result, listed)
     if job is None:
         return
     if state is not None and state.job == job.id:
@@ -229,7 +225,7 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
         result.busy.append(key)
         return
     try:
-        job = _reread(claim, result)
+        job = _reread(claim, result, listed)
         if job is None:
             return
         if job.not_before > now:  # another worker rescheduled it after our listing
@@ -263,10 +259,19 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
             claim.finish("queue")
 
 
-def _reread(claim: claims.Claim, result: LoopResult) -> Job | None:
-    """The claimed job as it is now on disk (another worker may have rewritten it since our listing)."""
+def _reread(claim: claims.Claim, result: LoopResult, listed: Job | None = None) -> Job | None:
+    """The claimed job as it is now on disk (another worker may have rewritten its retry state since our listing).
+
+    With ``listed``, a job whose request changed since the listing (Gitea's user owns the file and may rewrite it)
+    goes back to the queue, to be routed again with the next listing: it was grouped and compared by the old one.
+    """
     try:
-        return parse(claim.name, claim.read())
+        job = parse(claim.name, claim.read())
+        if listed is not None and (job.request, job.created) != (listed.request, listed.created):
+            claim.finish("queue")
+            say(f"job {job.id} changed since it was listed; queued again", logging.WARNING)
+            return None
+        return job
     except JobError as exc:
         _dead_letter_unreadable(claim, str(exc), result)
     except OSError as exc:  # swapped for a link, or something else, since the listing

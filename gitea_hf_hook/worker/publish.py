@@ -279,7 +279,7 @@ class _Run:
         what = f"what {self.commit[:12]} would publish to {self.target.label}: {lines}{more}"
         if not self.config.enforce:
             # A trial: the push landed with "would reject" lines, and publishing goes on the same way.
-            from .loop import say
+            from .logs import say
 
             say(f"the checks would refuse {what} (enforce is off, so it publishes)", logging.WARNING)
             return

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 
 from ..config.model import Config
-from .loop import IDLE_POLL, Publisher, log, loop, say
+from .logs import log, say
+from .loop import IDLE_POLL, Publisher, loop
 
 
 class _Stop:

@@ -412,3 +412,26 @@ def test_a_stray_file_named_like_a_prepared_job_is_dropped_and_the_worker_goes_o
     recorder = Recorder()
     assert worker.loop(config, T0, recorder).published == [jid(1)]
     assert os.listdir(stray.parent) == []
+
+
+def test_whatever_gitea_makes_in_its_folders_never_stops_a_pass(config: Config) -> None:
+    """tmp/ and queue/ are Gitea's user's to write: a folder, a FIFO or a name that is not UTF-8 there is passed
+    over or set aside, and the real job still publishes."""
+    layout.enqueue(config.spool, make_job(1))
+    queue, tmp = Path(config.spool, "queue"), Path(config.spool, "tmp")
+    (queue / "20270115-080000-0000000f.json").mkdir()
+    os.mkfifo(queue / "20270115-080000-0000000e.json")
+    fd = os.open(os.path.join(os.fsencode(queue), b"\xff.json"), os.O_WRONLY | os.O_CREAT, 0o640)
+    os.close(fd)
+    (tmp / "prepared-y.json").mkdir()
+    os.mkfifo(tmp / "prepared-z.json")
+    for path in tmp.iterdir():
+        os.utime(path, (T0 - 700, T0 - 700))
+    recorder = Recorder()
+    result = worker.loop(config, T0, recorder)
+    assert result.published == [jid(1)]
+    assert recorder.calls == [jid(1)]
+    # The FIFO is no job: moved aside with its reason, unread (reading it would have blocked the worker).
+    assert (Path(config.spool, "failed", "20270115-080000-0000000e.reason").read_text()
+            == "not a readable job file (not a regular file)\n")
+    assert worker.loop(config, T0 + 1, recorder).published == []  # and the next pass runs as well

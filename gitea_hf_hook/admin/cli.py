@@ -99,7 +99,9 @@ def check(ctx: click.Context, repo: str, ref: str, rev: str | None, user: str, d
 def _echo_json(data: Any) -> None:
     import json
 
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    # ASCII only: a control or bidi character in a value (a ref, a path, a job file's text) is written as its
+    # \u escape, so the JSON stays valid and inert on a terminal while a parser gets the value back unchanged.
+    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True))
 
 
 @cli.command()
@@ -178,13 +180,14 @@ def queue_retry(ctx: click.Context, job_id: str, as_json: bool) -> None:
     """Queue a failed job again, due at once, with its attempts reset."""
     import time
 
+    from ..redact import escape
     from . import queue as qs
 
     job = qs.retry(_config(ctx).spool, job_id, time.time())
     if as_json:
         _echo_json({"id": job.id, "state": "queued"})
     else:
-        click.echo(f"job {job.id} queued again: {job.target.label} {job.commit[:7]}")
+        click.echo(escape(f"job {job.id} queued again: {job.target.label} {job.commit[:7]}"))
 
 
 @queue.command("purge")

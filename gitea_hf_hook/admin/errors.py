@@ -10,7 +10,7 @@ import time
 import traceback
 
 from ..errors import HookError
-from ..redact import redact
+from ..redact import escape, redact
 
 UNEXPECTED = 3
 
@@ -22,8 +22,11 @@ def log_file() -> str:
 
 
 def _log(exc: BaseException) -> str:
+    # Line by line: a traceback is many lines, but one line of it (an exception's text) may quote a Hub answer
+    # or a file name, with line breaks or terminal escapes of its own.
+    lines = redact("".join(traceback.format_exception(exc))).rstrip("\n").split("\n")
     record = (f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} pid {os.getpid()}\n"
-              + redact("".join(traceback.format_exception(exc))))
+              + "".join(escape(line) + "\n" for line in lines))
     for path in (log_file(), os.path.join(tempfile.gettempdir(), f"gitea-hf-hook-{os.getuid()}.log")):
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -33,8 +36,7 @@ def _log(exc: BaseException) -> str:
                 # Another user's file in the shared temporary folder would be handed our tracebacks.
                 os.close(fd)
                 continue
-            # A name taken from disk may not be UTF-8 (it then holds surrogates): escaped, never a second failure.
-            with os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace") as f:
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
                 f.write(record)
             return path
         except OSError:
@@ -43,8 +45,9 @@ def _log(exc: BaseException) -> str:
 
 
 def _printable(line: str) -> str:
-    """``line`` as any output stream can take it: a non-UTF-8 file name in a message is escaped, not a crash."""
-    return line.encode("utf-8", "backslashreplace").decode("utf-8")
+    """``line`` as a terminal may show it: a message may name a path, a ref or a job file's text, which may hold
+    line breaks, terminal escapes, bidi controls or bytes that are not UTF-8 (lone surrogates): all escaped."""
+    return escape(line)
 
 
 def report(exc: BaseException) -> tuple[str, int]:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks.problems import show_path
 from ..errors import JobError, SpoolError
+from ..redact import clean, escape
 from ..spool import claims, layout
 from ..spool.codec import to_data
 from ..spool.job import Attempt, Job, dump, parse
@@ -176,9 +176,10 @@ def summary(entry: Entry, now: float) -> dict[str, Any]:
 
 
 def _columns(rows: Sequence[tuple[str, ...]], indent: str = "") -> list[str]:
-    """Rows as aligned columns; the last column is not padded. Cells are escaped: job files are written by
-    Gitea's user, and a ref or an error may hold terminal escapes or newlines that would forge rows."""
-    rows = [tuple(show_path(cell) for cell in row) for row in rows]
+    """Rows as aligned columns; the last column is not padded. Cells are escaped, then aligned: job files are
+    written by Gitea's user, and a ref or an error may hold terminal escapes or line breaks that would forge rows or
+    shift columns."""
+    rows = [tuple(escape(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)] if rows else []
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
 
@@ -209,7 +210,7 @@ def format_show(entry: Entry, now: float) -> list[str]:
     lines = [f"job {entry.id}: {entry.state}"]
     job = entry.job
     if job is None:
-        return [show_path(line) for line in (*lines, f"problem: {entry.problem}")]
+        return [escape(line) for line in (*lines, f"problem: {entry.problem}")]
     outcome = job.outcome
     lines += [f"target: {target_text(job)}", f"ref: {job.request.ref}", f"commit: {job.commit}",
               f"pushed by: {job.pushed.pusher or '?'} to {job.request.repository}",
@@ -230,7 +231,8 @@ def format_show(entry: Entry, now: float) -> list[str]:
     if job.errors:
         lines.append("errors:")
         lines += [f"  {when(e.at)}  {e.message}" for e in job.errors]
-    return [show_path(line) for line in lines]
+    # Each line escaped whole: the labels are ours and plain, every value came from a job file.
+    return [escape(line) for line in lines]
 
 
 def retry(root: str, job_id: str, now: float) -> Job:
@@ -256,7 +258,7 @@ def retry(root: str, job_id: str, now: float) -> Job:
             raise SpoolError(f"job {job_id} cannot be retried: {exc.message}", f"fix or delete {path}") from None
         reason = (job.outcome.reason if job.outcome else "") or "it failed"
         job = job._replace(attempts=0, not_before=0.0, retried=now, outcome=None,
-                           errors=(*job.errors, Attempt(now, f"queued again by an admin after: {reason}")))
+                           errors=(*job.errors, Attempt(now, clean(f"queued again by an admin after: {reason}"))))
         layout.write_private(os.path.join(root, "failed"), name, dump(job))
         os.rename(path, os.path.join(root, "queue", name))
         layout.fsync_dir(os.path.join(root, "queue"))

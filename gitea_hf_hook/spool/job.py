@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from ..config.model import HUB_NAME, REPO_TYPES, Target
 from ..errors import JobError
 from ..gitea.hook_input import is_zero
+from ..redact import clean
 from .codec import ShapeError, from_data, to_data
 
 VERSION = 2
@@ -117,8 +118,12 @@ class Job(NamedTuple):
         return self.request.commit
 
     def failed_attempt(self, at: float, message: str) -> Job:
-        """This job with one more attempt counted and its message in the history."""
-        return self._replace(attempts=self.attempts + 1, errors=(*self.errors, Attempt(at, message)))
+        """This job with one more attempt counted and its message, cleaned, in the history.
+
+        The message may quote the Hub or Gitea: it is stored as one printable line, bounded, without tokens
+        (:func:`..redact.clean`), so the history stays small however often a job fails and whatever it was told.
+        """
+        return self._replace(attempts=self.attempts + 1, errors=(*self.errors, Attempt(at, clean(message))))
 
 
 def new_id(now: float | None = None) -> str:

@@ -13,6 +13,7 @@ becomes :class:`HubUnavailable` straight away. Outside a publish the client beha
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -25,11 +26,12 @@ import httpx2
 
 from ..config.model import Config
 from ..errors import PublishError
-from ..redact import redact
+from ..redact import HUB_MESSAGE_LIMIT, MESSAGE_LIMIT, clean
 from . import token_file
 
 # What huggingface_hub's http_backoff retries by itself (utils/_http.py, _DEFAULT_RETRY_ON_STATUS_CODES).
 RETRIED_STATUSES = (408, 429, 500, 502, 503, 504)
+ERROR_BODY_LIMIT = 64 * 1024  # bytes of an answer to a retried status read for its message
 
 
 class HubUnavailable(Exception):
@@ -79,15 +81,28 @@ def _retry_after(headers: httpx2.Headers) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _server_message(response: httpx2.Response) -> str:
-    message = response.headers.get("X-Error-Message", "")
+def _error_body(response: httpx2.Response) -> bytes:
+    """The start of an error answer's body: an error page has no business being large, and a hostile one must not
+    fill the worker's memory."""
+    body = b""
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= ERROR_BODY_LIMIT:
+            break
+    return body[:ERROR_BODY_LIMIT]
+
+
+def _server_message(headers: httpx2.Headers, body: bytes, token: str) -> str:
+    """What the Hub said about a failure, scrubbed (see :func:`scrub`): it lands in job files, ``queue show`` and
+    the log. ``token`` is the one the request carried."""
+    message = headers.get("X-Error-Message", "")
     if not message:
         try:
-            body = response.json()
-            message = str(body.get("error") or body.get("message") or "") if isinstance(body, dict) else ""
-        except ValueError:
+            data = json.loads(body)
+            message = str(data.get("error") or data.get("message") or "") if isinstance(data, dict) else ""
+        except (ValueError, RecursionError):  # not JSON, cut short by ERROR_BODY_LIMIT, or nested too deep
             message = ""
-    return message.strip().splitlines()[0][:300] if message.strip() else ""
+    return scrub(message, token, HUB_MESSAGE_LIMIT)
 
 
 class _GuardedStream(httpx2.SyncByteStream):
@@ -125,8 +140,9 @@ class _FailFast(httpx2.BaseTransport):
             raise HubUnavailable(f"cannot reach the Hub ({type(exc).__name__})") from None
         if response.status_code in RETRIED_STATUSES:
             try:
-                response.read()
-                message = _server_message(response)
+                body = _error_body(response)
+                token = request.headers.get("Authorization", "").rpartition(" ")[2]
+                message = _server_message(response.headers, body, token)
             except httpx2.TransportError:
                 message = ""
             finally:
@@ -199,9 +215,11 @@ def commits(api: Any, token: str, repo_id: str, repo_type: str, revision: str) -
 
 # -- errors ----------------------------------------------------------------------------------------------------
 
-def scrub(text: str, token: str) -> str:
-    text = text.replace(token, "[REDACTED]") if token else text
-    return redact(" ".join(text.split()))
+def scrub(text: str, token: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message quoting the Hub or the client, as a PublishError may carry it: without ``token`` (whatever its
+    shape), then cleaned (one printable line of at most ``limit`` characters, nothing token-shaped; see
+    :func:`..redact.clean`). The token goes first: cut in two by the bound, it would no longer be recognised."""
+    return clean(text.replace(token, "[REDACTED]") if token else text, limit)
 
 
 def as_publish_error(exc: BaseException, doing: str, *, token: str, token_hint: str) -> PublishError | None:
@@ -218,7 +236,9 @@ def as_publish_error(exc: BaseException, doing: str, *, token: str, token_hint: 
         return None
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", 0)
-    said = exc.server_message or str(exc).splitlines()[0]
+    # The Hub's own words, bounded on their own (so what the worker was doing always fits), and cut only once the
+    # token is out: a token cut in two is no longer recognised.
+    said = scrub(exc.server_message or (str(exc).splitlines() or [""])[0], token, HUB_MESSAGE_LIMIT)
     message = scrub(f"{doing}: the Hub answered {status}: {said}", token)
     if status in RETRIED_STATUSES:
         return PublishError(message, "the worker will try again", retryable=True,

@@ -1,15 +1,15 @@
-"""The worker's log: one line per event, with anything token-shaped redacted."""
+"""The worker's log: one line per event, with anything token-shaped redacted and anything unprintable escaped."""
 
 from __future__ import annotations
 
 import logging
 
-from ..redact import redact
+from ..redact import escape, redact
 
 log = logging.getLogger("gitea_hf_hook.worker")
 
 
 def say(message: str, level: int = logging.INFO) -> None:
-    """Log one line, redacted; a file name Gitea's user chose may hold bytes that are not UTF-8, or line breaks."""
-    text = redact(message).encode("utf-8", "backslashreplace").decode("utf-8")
-    log.log(level, text.replace("\n", "\\n").replace("\r", "\\r"))
+    """Log one line, redacted and escaped: a message quotes names Gitea's user chose and words the Hub said, which
+    may hold line breaks (a forged record), terminal escapes, bidi controls or bytes that are not UTF-8."""
+    log.log(level, escape(redact(message)))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..config.model import Config, Target, WorkerSettings
 from ..errors import JobError, PublishError, SpoolError
 from ..gitea import git
-from ..redact import redact
+from ..redact import clean
 from ..spool import claims, layout
 from ..spool.job import Job, Outcome, parse
 from ..spool.state import PublishResult, TargetState, state_path, target_key
@@ -235,16 +235,19 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
         try:
             published = publish(config, job, state)
         except PublishError as exc:
+            # Cleaned here, where a failure's text first reaches the job: it may quote the Hub, Gitea or a path.
+            message = clean(str(exc))
             if exc.retryable:
-                _failed_attempt(config, claim, job, str(exc), exc.retry_after, now, result)
+                _failed_attempt(config, claim, job, message, exc.retry_after, now, result)
             else:
-                _fail(claim, job.failed_attempt(now, redact(str(exc))), redact(str(exc)), now, result)
+                _fail(claim, job.failed_attempt(now, message), message, now, result)
             return
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected failure must not stop the worker
             frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f" (at {os.path.basename(frame.filename)}:{frame.lineno})" if frame else ""
-            say(f"job {job.id}: unexpected {type(exc).__name__}: {exc}{where}", logging.ERROR)
-            _failed_attempt(config, claim, job, f"internal error: {type(exc).__name__}: {exc}", None, now, result)
+            said = clean(f"{type(exc).__name__}: {exc}")  # an exception of the client may quote any answer
+            say(f"job {job.id}: unexpected {said}{where}", logging.ERROR)
+            _failed_attempt(config, claim, job, f"internal error: {said}", None, now, result)
             return
         new_state = TargetState(target=job.target, job=job.id, created=job.created, published=now, result=published)
         # State first, then done/: a crash in between is recognised by the job id in the state (see _supersede).
@@ -282,7 +285,7 @@ def _reread(claim: claims.Claim, result: LoopResult, listed: Job | None = None) 
 def _failed_attempt(config: Config, claim: claims.Claim, job: Job, message: str, retry_after: float | None,
                     now: float, result: LoopResult) -> None:
     """Count a retryable failure: back to ``queue/`` after a backoff, or ``failed/`` when out of attempts or age."""
-    settings, message = config.worker, redact(message)
+    settings, message = config.worker, clean(message)
     job = job.failed_attempt(now, message)
     # A job an admin queued again ages from then, not from its push.
     age_hours = (now - (job.retried or job.created)) / 3600
@@ -300,14 +303,14 @@ def _failed_attempt(config: Config, claim: claims.Claim, job: Job, message: str,
 
 
 def _fail(claim: claims.Claim, job: Job, reason: str, now: float, result: LoopResult) -> None:
-    reason = redact(reason)
+    reason = clean(reason)
     claim.finish("failed", _settled(job, "failed", now, reason=reason))
     result.failed.append(job.id)
     say(f"job {job.id} failed: {reason}", logging.ERROR)
 
 
 def _dead_letter_unreadable(claim: claims.Claim, reason: str, result: LoopResult) -> None:
-    reason = redact(reason)
+    reason = clean(reason)
     claim.finish("failed", note=reason)
     result.failed.append(claim.job_id)
     said = reason.removeprefix(f"job file {claim.name}: ")  # the parser names the file too

@@ -1,216 +1,144 @@
-"""Pickle scanner for the "allowlist" policy: a pickle passes only if every import it makes is one that
-``torch.load(weights_only=True)`` accepts.
+"""Pickle-bearing files: ``pickle_format`` names them by content, ``scan_pickle`` applies the "allowlist"
+policy to them: a file passes only if every pickle a loader could read from it imports and calls nothing but
+what ``torch.load(weights_only=True)`` accepts.
 
-The file is never unpickled. Opcodes are walked with ``pickletools.genops`` while a shadow stack and memo
-track which values are literal strings, so that protocol-4 ``STACK_GLOBAL`` imports resolve exactly; an
-import whose name cannot be known for certain is reported rather than guessed (fail closed).
+Nothing is unpickled. ``pickle_walk`` walks each pickle as CPython's C unpickler reads it (its docstring
+lists the reader differences it defends against); ``archives`` reads containers strictly. Which pickles a
+file holds is decided as the loaders decide, and by content rather than by name:
 
-Handled containers: a plain pickle, several pickles back to back (the legacy ``torch.save`` format), and
-zip-wrapped torch checkpoints, whose ``*.pkl`` members are scanned. Reads, opcode counts and the shadow
-state are all bounded so a hostile file costs little time and memory.
+- a plain pickle (``pickle.load``, ``numpy.load``'s fallback, torch's first legacy pickle): one pickle at
+  offset 0, and nothing after it, since another loader may go on reading there;
+- torch's legacy layout: that first pickle is the magic number, then four more pickles (protocol version,
+  system info, the object, storage keys) each walked strictly whatever its protocol, then raw storages;
+- zip archives (torch's since 1.6, NumPy's ``.npz``): only layouts both zip readers agree on; every member
+  whose content is a pickle or an ``.npy`` array, whatever its name, and every ``*.pkl`` member;
+- torch's pre-0.4 tar layout: its ``storages`` and ``tensors`` members interleave pickles and raw data, walked
+  as torch reads them; every other member that is a pickle; and the tar header read as a pickle;
+- ``.npy`` arrays of Python objects: the pickle after the header;
+- gzip, bz2, xz, LZMA and zlib streams (joblib's and pandas' compressed pickles): the pickle they hold, and
+  nothing after the stream.
+
+Bounds: reads, opcodes and stack are capped (``pickle_walk``), as are members and decompressed sizes; every
+failure becomes a Finding, and nothing recurses on the file's structure.
 """
 
 from __future__ import annotations
 
-import _compat_pickle
 import io
-import pickletools
-import struct
-import zipfile
-import zlib
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from . import MAX_FINDINGS, PICKLE_SUFFIXES, Finding, Findings, shown
+from . import PICKLE_SUFFIXES, Finding, Findings, archives, compressed, shown
+from .archives import STORED, Member, NotZip, TarMember, TarProblem, Unreadable, ZipProblem
+from .pickle_opcodes import walk
+from .pickle_walk import (
+    CORRUPT_HINT,
+    CRAFTED_HINT,
+    EXTENSION,
+    INVALID,
+    LARGE_HINT,
+    MAX_MEMO,
+    MAX_OPCODES,
+    MAX_PICKLE_BYTES,
+    MAX_STACK,
+    UNRESOLVABLE,
+    WEIGHTS_ONLY_GLOBALS,
+    Budget,
+    Global,
+    Walk,
+)
 
-__all__ = ["PICKLE_SUFFIXES", "scan_pickle"]
+__all__ = [
+    "EXTENSION", "INVALID", "MAX_MEMBER_BYTES", "MAX_MEMO", "MAX_OPCODES", "MAX_PICKLE_BYTES", "MAX_STACK",
+    "MAX_ZIP_PICKLES", "PICKLE_SUFFIXES", "SNIFF_BYTES", "TORCH_LEGACY_MAGIC", "TRAILING", "UNRESOLVABLE",
+    "WEIGHTS_ONLY_GLOBALS", "pickle_format", "scan_pickle",
+]
 
-# The globals torch.load(weights_only=True) accepts without user additions: the keys of
-# torch._weights_only_unpickler._get_allowed_globals() in torch 2.13.0, dumped from that release and sorted.
-WEIGHTS_ONLY_GLOBALS: frozenset[str] = frozenset({
-    "_codecs.encode", "builtins.bytearray", "builtins.complex", "builtins.set", "collections.Counter",
-    "collections.OrderedDict", "torch.BFloat16Storage", "torch.BFloat16Tensor", "torch.BoolStorage",
-    "torch.BoolTensor", "torch.ByteStorage", "torch.ByteTensor", "torch.CharStorage", "torch.CharTensor",
-    "torch.ComplexDoubleStorage", "torch.ComplexFloatStorage", "torch.DoubleStorage", "torch.DoubleTensor",
-    "torch.FloatStorage", "torch.FloatTensor", "torch.HalfStorage", "torch.HalfTensor", "torch.IntStorage",
-    "torch.IntTensor", "torch.LongStorage", "torch.LongTensor", "torch.QInt32Storage", "torch.QInt8Storage",
-    "torch.QUInt2x4Storage", "torch.QUInt4x2Storage", "torch.QUInt8Storage", "torch.ShortStorage",
-    "torch.ShortTensor", "torch.Size", "torch.Tensor", "torch._tensor._rebuild_from_type_v2",
-    "torch._utils._rebuild_device_tensor_from_cpu_tensor", "torch._utils._rebuild_device_tensor_from_numpy",
-    "torch._utils._rebuild_meta_tensor_no_storage", "torch._utils._rebuild_nested_tensor",
-    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
-    "torch._utils._rebuild_qtensor", "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_tensor",
-    "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
-    "torch._utils._rebuild_wrapper_subclass", "torch.bfloat16", "torch.bits16", "torch.bits1x8",
-    "torch.bits2x4", "torch.bits4x2", "torch.bits8", "torch.bool", "torch.complex128", "torch.complex32",
-    "torch.complex64", "torch.cuda.BFloat16Storage", "torch.cuda.BFloat16Tensor", "torch.cuda.BoolStorage",
-    "torch.cuda.BoolTensor", "torch.cuda.ByteStorage", "torch.cuda.ByteTensor", "torch.cuda.CharStorage",
-    "torch.cuda.CharTensor", "torch.cuda.ComplexDoubleStorage", "torch.cuda.ComplexFloatStorage",
-    "torch.cuda.DoubleStorage", "torch.cuda.DoubleTensor", "torch.cuda.FloatStorage",
-    "torch.cuda.FloatTensor", "torch.cuda.HalfStorage", "torch.cuda.HalfTensor", "torch.cuda.IntStorage",
-    "torch.cuda.IntTensor", "torch.cuda.LongStorage", "torch.cuda.LongTensor", "torch.cuda.ShortStorage",
-    "torch.cuda.ShortTensor", "torch.cuda.sparse.BFloat16Tensor", "torch.cuda.sparse.ByteTensor",
-    "torch.cuda.sparse.CharTensor", "torch.cuda.sparse.DoubleTensor", "torch.cuda.sparse.FloatTensor",
-    "torch.cuda.sparse.HalfTensor", "torch.cuda.sparse.IntTensor", "torch.cuda.sparse.LongTensor",
-    "torch.cuda.sparse.ShortTensor", "torch.device", "torch.float16", "torch.float32",
-    "torch.float4_e2m1fn_x2", "torch.float64", "torch.float8_e4m3fn", "torch.float8_e4m3fnuz",
-    "torch.float8_e5m2", "torch.float8_e5m2fnuz", "torch.float8_e8m0fnu", "torch.int1", "torch.int16",
-    "torch.int2", "torch.int3", "torch.int32", "torch.int4", "torch.int5", "torch.int6", "torch.int64",
-    "torch.int7", "torch.int8", "torch.nn.parameter.Parameter", "torch.per_channel_affine",
-    "torch.per_channel_affine_float_qparams", "torch.per_channel_symmetric", "torch.per_tensor_affine",
-    "torch.per_tensor_symmetric", "torch.qint32", "torch.qint8", "torch.quint2x4", "torch.quint4x2",
-    "torch.quint8", "torch.serialization._get_layout", "torch.sparse.BFloat16Tensor",
-    "torch.sparse.ByteTensor", "torch.sparse.CharTensor", "torch.sparse.DoubleTensor",
-    "torch.sparse.FloatTensor", "torch.sparse.HalfTensor", "torch.sparse.IntTensor",
-    "torch.sparse.LongTensor", "torch.sparse.ShortTensor", "torch.storage.TypedStorage",
-    "torch.storage.UntypedStorage", "torch.uint1", "torch.uint16", "torch.uint2", "torch.uint3",
-    "torch.uint32", "torch.uint4", "torch.uint5", "torch.uint6", "torch.uint64", "torch.uint7", "torch.uint8",
-})
-
-MAX_OPCODES = 2_000_000  # a state dict needs ~25 opcodes per tensor: room for ~80,000 tensors
-MAX_VALUE_BYTES = 32 << 20  # one string or bytes value read into memory
-MAX_PICKLE_BYTES = 256 << 20  # all pickle data read from one file
-MAX_MEMBER_BYTES = 64 << 20  # one *.pkl member of a zip, decompressed
+MAX_MEMBER_BYTES = 64 << 20  # one pickle member of an archive, decompressed
 MAX_ZIP_PICKLES = 64
-MAX_STACK = 100_000  # real pickles stay shallow: pickle batches list/dict items by 1000
-MAX_MEMO = 1_000_000
+SNIFF_BYTES = 16 << 10  # what pickle_format parses of one pickle before calling it one
+_COMPRESSED_HEAD = 1 << 10  # what is inflated of a compressed member to tell whether it is a pickle
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PICKLES = 5
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # numpy.load takes an empty archive's end record for a zip
+_NPY_MAGIC = b"\x93NUMPY"
+_TORCH_TAR = ("storages", "tensors", "pickle")
+_PICKLE_MEMBERS = (".pkl", ".pickle", ".pyd")  # names tar-based datasets unpickle
+_STORAGE_BYTES = {
+    "Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1, "Byte": 1,
+    "Bool": 1, "ComplexDouble": 16, "ComplexFloat": 8, "QInt32": 4, "QInt8": 1, "QUInt8": 1, "QUInt4x2": 1,
+    "QUInt2x4": 1,
+}
 
-_ZIP_MAGIC = b"PK\x03\x04"
-# torch's legacy (pre-1.6) format starts with a pickle of this number, then exactly four more pickles
-# (protocol version, sys info, the object, storage keys) followed by raw storage bytes.
-_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_TORCH_LEGACY_PICKLES = 5
-
-_IMPORT_HINT = "only weights-only imports are allowed: convert to safetensors"
-_CORRUPT_HINT = "the file looks truncated or corrupt: re-save it, or push it again with Git LFS"
-_LARGE_HINT = "convert the weights to safetensors"
-INVALID = "not a valid pickle"
-UNRESOLVABLE = "pickle has an unresolvable import, which can run code when loaded"
-EXTENSION = "pickle imports through the copyreg extension registry, which can run code when loaded"
-
-_KEEP_LIMIT = 100  # longer strings cannot be an allowed name; keep a prefix to name them
-
-_MARK = object()  # shadow of a MARK on the stack
-_ANY = object()  # any value that is not a literal string
-
-_STRING_OPS = frozenset(
-    {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
-)
-_INT_OPS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
-_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
-_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
-_EXT_OPS = frozenset({"EXT1", "EXT2", "EXT4"})
-# pickletools raises these on malformed input (UnicodeDecodeError is a ValueError).
-_PARSE_ERRORS = (ValueError, struct.error, OverflowError, EOFError)
-# zipfile raises a spread of types on corrupt, encrypted or exotic archives.
-_ZIP_ERRORS = (
-    zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, RuntimeError,
-    EOFError, OSError, ValueError, struct.error,
-)
+TRAILING = "has data after the end of its pickle, which another loader may read"
+UNCHECKABLE = "PyTorch tar checkpoint member is not laid out as torch writes it, so it cannot be checked"
+ENCRYPTED = "zip member is encrypted, so it cannot be checked"
+_DECRYPT_HINT = "push it unencrypted"
 
 
-def _stack_effect(op: pickletools.OpcodeInfo) -> tuple[bool, int, int]:
-    """(pops to a mark?, items popped below the mark or in total, items pushed) from pickletools' metadata."""
-    before = op.stack_before
-    if pickletools.markobject in before:
-        return True, before.index(pickletools.markobject), len(op.stack_after)
-    return False, len(before), len(op.stack_after)
+def _read_at(f: BinaryIO, offset: int, n: int) -> bytes:
+    f.seek(offset)
+    return f.read(n)
 
 
-_EFFECTS = {op.name: _stack_effect(op) for op in pickletools.opcodes}
+def _is_magic(value: object) -> bool:
+    return type(value) is int and value == TORCH_LEGACY_MAGIC
 
 
-def _keep(text: str) -> str:
-    # A shortened string stays longer than any allowed name, so it can never be mistaken for one.
-    return text if len(text) <= _KEEP_LIMIT else text[:_KEEP_LIMIT] + "..."
+def _sniff(f: BinaryIO, start: int, end: int, size: int, *, top: bool) -> str | None:
+    """Whether the data at ``start`` (``size`` bytes, of which ``f`` holds up to ``end``) is a pickle, parsing
+    at most SNIFF_BYTES: it runs code before failing, is refused for crafted framing, is one whole pickle, or
+    is a valid pickle that far."""
+    w = walk(f, start, end, Budget(SNIFF_BYTES, sniff=True))
+    # Framing and other refusals are this walker's strictness, not a loader's failure: it goes on reading.
+    if w.acted or (w.error is not None and w.error[0] != INVALID):
+        return "pickle"
+    if w.error is None:
+        if _is_magic(w.value):
+            return "legacy PyTorch checkpoint"
+        f.seek(start)
+        head = f.read(2)
+        # Text and tensor data can hold a short pickle ("N." opens a note); a file is taken for one only
+        # when the pickle is all of it, or when the file opens with a protocol 2+ header.
+        if w.end - start == size or (top and head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+            return "pickle"
+        return None
+    return "pickle" if w.exhausted or (w.eof and end - start < size) else None
 
 
-def _resolve(module: str, name: str) -> str:
-    """Full dotted name the unpickler imports, after the Python 2 renames torch and pickle apply."""
-    if (module, name) in _compat_pickle.NAME_MAPPING:
-        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-    elif module in _compat_pickle.IMPORT_MAPPING:
-        module = _compat_pickle.IMPORT_MAPPING[module]
-    return f"{module}.{name}"
+def _content(f: BinaryIO, start: int, end: int, size: int, named: bool) -> str | None:
+    """'npy', 'pickle' or None for a member's content (``f`` holds up to ``end``, of ``size`` bytes)."""
+    if _read_at(f, start, len(_NPY_MAGIC)) == _NPY_MAGIC:
+        return "npy"
+    if named or _sniff(f, start, end, size, top=False):
+        return "pickle"
+    return None
 
 
-class _TooLarge(Exception):
-    """The data exceeds a scanning bound; ``problem`` says which."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-
-
-class _Invalid(Exception):
-    """The opcodes parse but could not be unpickled (stack underflow, unknown memo key, bad protocol)."""
+def _zip_head(f: BinaryIO, member: Member) -> tuple[BinaryIO, int, int]:
+    """Where a member's first bytes can be walked: in place when stored, else a decompressed head."""
+    if member.method == STORED:
+        return f, member.start, member.start + member.csize
+    # Non-pickles fail within bytes; a valid head cut short is taken for a pickle and walked in full.
+    head = archives.member_data(f, member, _COMPRESSED_HEAD)
+    return io.BytesIO(head), 0, len(head)
 
 
-class _Reader:
-    """File wrapper handed to pickletools: caps each read and the total, and can peek one byte.
-
-    pickletools reads a value's whole declared length at once, and file objects allocate the requested
-    size up front, so an unchecked length field would let a tiny file claim gigabytes.
-    """
-
-    def __init__(self, raw: BinaryIO, pending: bytes = b"", budget: int = MAX_PICKLE_BYTES) -> None:
-        self._raw = raw
-        self._pending = pending
-        self._budget = budget
-        self._pos = 0
-
-    def _take(self, data: bytes) -> bytes:
-        self._pos += len(data)
-        return data
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > MAX_VALUE_BYTES:
-            raise _TooLarge(f"pickle holds a value over {MAX_VALUE_BYTES >> 20} MiB, too large to check")
-        if self._pos + n > self._budget:
-            raise _TooLarge(f"pickle data is over {self._budget >> 20} MiB, too large to check")
-        head, self._pending = self._pending[:n], self._pending[n:]
-        return self._take(head + self._raw.read(n - len(head)) if n > len(head) else head)
-
-    def readline(self) -> bytes:
-        if self._pending:
-            cut = self._pending.find(b"\n") + 1 or len(self._pending)
-            head, self._pending = self._pending[:cut], self._pending[cut:]
-            if head.endswith(b"\n"):
-                return self._take(head)
-        else:
-            head = b""
-        line = head + self._raw.readline(MAX_VALUE_BYTES + 1 - len(head))
-        if len(line) > MAX_VALUE_BYTES:
-            raise _TooLarge(f"pickle holds a value over {MAX_VALUE_BYTES >> 20} MiB, too large to check")
-        if self._pos + len(line) > self._budget:
-            raise _TooLarge(f"pickle data is over {self._budget >> 20} MiB, too large to check")
-        return self._take(line)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def peek(self) -> bytes:
-        """The next byte without consuming it (b"" at end of file)."""
-        if not self._pending:
-            self._pending = self._raw.read(1)
-        return self._pending[:1]
-
-
-@dataclass
-class _Pickle:
-    """What one pickle in the stream revealed."""
-
-    problems: dict[str, str] = field(default_factory=dict)  # problem -> hint, in order of appearance
-    error: tuple[str, str] | None = None  # why scanning stopped early, as (problem, hint)
-    lone_int: int | None = None  # the value, when the pickle is nothing but one integer
+def _element_size(args: object) -> int | None:
+    """The element size of the storage type in a legacy tar ``storages`` record ``(key, location, type)``."""
+    if not (isinstance(args, tuple) and len(args) == 3 and isinstance(args[2], Global) and args[2].allowed):
+        return None
+    name = args[2].name.rpartition(".")[2]
+    return _STORAGE_BYTES.get(name.removesuffix("Storage")) if name.endswith("Storage") else None
 
 
 class _Scanner:
-    """State of one scan_pickle call: findings so far and the opcode budget shared by all pickles."""
+    """State of one scan_pickle call: findings so far and the work budget shared by all pickles."""
 
-    def __init__(self) -> None:
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
         self.findings = Findings("pickle problems", counted=False)
-        self.opcodes = 0
+        self.budget = Budget()
+        self.pickles = 0
 
     @property
     def full(self) -> bool:
@@ -219,180 +147,262 @@ class _Scanner:
     def add(self, problem: str, hint: str) -> None:
         self.findings.add(problem, hint)
 
-    def commit(self, prefix: str, result: _Pickle) -> None:
-        for problem, hint in result.problems.items():
+    def walk(self, f: BinaryIO, start: int, end: int, prefix: str, *, strict: bool = True) -> Walk:
+        w = walk(f, start, end, self.budget)
+        for problem, hint in w.problems.items():
             self.add(prefix + problem, hint)
-        if result.error is not None:
-            self.add(prefix + result.error[0], result.error[1])
+        # Not strict (the header of a tar read as a pickle): a loader fails where the walk does, unless the
+        # walk stopped on a refusal of its own (framing, size), where a loader goes on reading.
+        if w.error is not None and (strict or w.error[0] != INVALID):
+            self.add(prefix + w.error[0], w.error[1])
+        return w
 
-    def scan_one(self, reader: _Reader) -> _Pickle:
-        """Walk one pickle up to its STOP opcode, recording every import that is not allowed."""
-        result = _Pickle()
-        stack: list[object] = []
-        memo: dict[int, object] = {}
-        ints: list[int] = []
-        only_ints = True
-
-        def pop() -> object:
-            # Items above the last MARK are all an opcode may touch, as in pickle's own metastack.
-            if not stack or stack[-1] is _MARK:
-                raise _Invalid
-            return stack.pop()
-
-        def note(problem: str, hint: str = _IMPORT_HINT) -> None:
-            # Past the cap the list is cut anyway; stop growing it but keep walking to judge validity.
-            if len(result.problems) <= MAX_FINDINGS:
-                result.problems.setdefault(problem, hint)
-
-        def check(module: str, name: str) -> None:
-            full = _resolve(module, name)
-            if full not in WEIGHTS_ONLY_GLOBALS:
-                note(f"pickle imports {shown(full)}, which can run code when loaded")
-
-        try:
-            # genops reads any object with read, readline and tell; its arguments are typed by opcode.
-            for op, value, offset in pickletools.genops(reader):  # type: ignore[arg-type]
-                arg: Any = value
-                pos = offset or 0
-                self.opcodes += 1
-                if self.opcodes > MAX_OPCODES:
-                    raise _TooLarge(f"pickle has more than {MAX_OPCODES:,} opcodes, too many to check")
-                name = op.name
-                if name in _INT_OPS:
-                    ints.append(arg)
-                elif name not in ("PROTO", "FRAME", "STOP"):
-                    only_ints = False
-
-                if name in ("GLOBAL", "INST"):
-                    module, _, attr = arg.partition(" ")
-                    # pickletools undoes backslash escapes, pickle does not: if the raw line was longer
-                    # than what we were given, the names pickle would import are not the ones we see.
-                    if reader.tell() - pos - 1 != len(arg) + 1:
-                        note(UNRESOLVABLE)
-                    else:
-                        check(module, attr)
-                elif name in _EXT_OPS:
-                    note(EXTENSION)
-                elif name == "PROTO" and arg > 5:
-                    raise _Invalid
-
-                if name in _STRING_OPS:
-                    stack.append(_keep(arg))
-                elif name == "STACK_GLOBAL":
-                    # Module and name are whatever the stack holds; only literal strings are certain.
-                    attr, module = pop(), pop()
-                    if isinstance(module, str) and isinstance(attr, str):
-                        check(module, attr)
-                    else:
-                        note(UNRESOLVABLE)
-                    stack.append(_ANY)
-                elif name in _GET_OPS:
-                    if arg not in memo:
-                        raise _Invalid
-                    stack.append(memo[arg])
-                elif name in _PUT_OPS or name == "MEMOIZE":
-                    value = pop()
-                    stack.append(value)
-                    memo[len(memo) if name == "MEMOIZE" else arg] = value
-                    if len(memo) > MAX_MEMO:
-                        raise _TooLarge(f"pickle memo has more than {MAX_MEMO:,} entries, too many to check")
-                elif name == "DUP":
-                    value = pop()
-                    stack += (value, value)
-                elif name == "MARK":
-                    stack.append(_MARK)
-                elif name == "POP" and stack and stack[-1] is _MARK:
-                    stack.pop()  # pickle's POP discards a MARK when one is on top
-                else:
-                    to_mark, popped, pushed = _EFFECTS[name]
-                    if to_mark:
-                        while stack and stack[-1] is not _MARK:
-                            stack.pop()
-                        if not stack:
-                            raise _Invalid
-                        stack.pop()
-                    for _ in range(popped):
-                        pop()
-                    stack.extend([_ANY] * pushed)
-                if len(stack) > MAX_STACK:
-                    raise _TooLarge(f"pickle stack grows past {MAX_STACK:,} items, too deep to check")
-        except _TooLarge as exc:
-            result.error = (exc.problem, _LARGE_HINT)
-        except (_Invalid, *_PARSE_ERRORS):
-            result.error = (INVALID, _CORRUPT_HINT)
-        if only_ints and len(ints) == 1:
-            result.lone_int = ints[0]
-        return result
-
-    def scan_stream(self, raw: BinaryIO, prefix: str = "", pending: bytes = b"", single: bool = False) -> None:
-        """Scan consecutive pickles from ``raw`` (after ``pending``, bytes already read from it).
-
-        The first pickle must parse; later ones are scanned while the data still parses as pickle.
-        """
-        reader = _Reader(raw, pending)
-        first = self.scan_one(reader)
-        self.commit(prefix, first)
-        if first.error is not None or single:
+    def raw(self, f: BinaryIO, start: int, end: int, prefix: str, *, strict: bool = True) -> None:
+        """One pickle at ``start`` and nothing after it, or torch's legacy five pickles and raw storages."""
+        w = self.walk(f, start, end, prefix, strict=strict)
+        if w.error is not None:
             return
-        legacy = first.lone_int == _TORCH_LEGACY_MAGIC
-        count = 1
-        while not self.full and not (legacy and count == _TORCH_LEGACY_PICKLES):
-            head = reader.peek()
-            if not head:
-                if legacy:  # torch.load would fail, but only after running the pickles before
-                    self.add(prefix + INVALID, _CORRUPT_HINT)
-                return
-            # The legacy torch pickles must all be there; elsewhere, trailing data is only taken for a
-            # pickle when it starts like one (PROTO), so raw bytes after a pickle do not raise alarms.
-            strict = legacy or head == b"\x80"
-            result = self.scan_one(reader)
-            count += 1
-            if result.error is None or strict:
-                self.commit(prefix, result)
-            if result.error is not None:
-                return
+        if _is_magic(w.value):
+            for _ in range(_LEGACY_PICKLES - 1):
+                w = self.walk(f, w.end, end, prefix)
+                if w.error is not None:
+                    return
+            return  # raw storage bytes follow; torch reads them as data
+        if w.end < end:
+            self.add(prefix + TRAILING, CRAFTED_HINT)
 
-    def scan_zip(self, f: BinaryIO) -> None:
-        """Scan every ``*.pkl`` member of a zip archive (torch.save's default format since 1.6)."""
+    def npy(self, f: BinaryIO, start: int, end: int, prefix: str, *, top: bool) -> None:
+        header = archives.npy_header(f, start, end)
+        if isinstance(header, str):
+            self.add(prefix + header, LARGE_HINT)
+        elif header is not None and header.objects:
+            self.raw(f, header.data_start, end, prefix)
+        elif top:
+            self.add(prefix + INVALID, CORRUPT_HINT)  # no pickle in it: it is not what its name says
+
+    def member(self, f: BinaryIO, start: int, end: int, prefix: str, kind: str) -> None:
+        self.pickles += 1
+        if self.pickles > MAX_ZIP_PICKLES:
+            if self.pickles == MAX_ZIP_PICKLES + 1:
+                self.add(f"archive has more than {MAX_ZIP_PICKLES} pickles, too many to check", LARGE_HINT)
+            return
+        if kind == "npy":
+            self.npy(f, start, end, prefix, top=False)
+        else:
+            self.raw(f, start, end, prefix)
+
+    def zip(self, size: int) -> None:
         try:
-            with zipfile.ZipFile(f) as archive:
-                members = [m for m in archive.infolist() if m.filename.endswith(".pkl") and not m.is_dir()]
-                if len(members) > MAX_ZIP_PICKLES:
-                    too_many = f"zip archive has more than {MAX_ZIP_PICKLES} pickles, too many to check"
-                    self.add(too_many, _LARGE_HINT)
-                    members = members[:MAX_ZIP_PICKLES]
-                for info in members:
-                    prefix = shown(info.filename) + ": "
-                    try:
-                        with archive.open(info) as member:
-                            data = member.read(MAX_MEMBER_BYTES + 1)
-                    except _ZIP_ERRORS:
-                        self.add(prefix + "cannot be read from the zip archive", _CORRUPT_HINT)
-                        continue
+            members = archives.zip_members(self.f, size)
+        except NotZip:
+            self.add("not a valid zip archive", CORRUPT_HINT)
+            return
+        except ZipProblem as problem:
+            self.add(str(problem), CRAFTED_HINT)
+            return
+        for member in members:
+            if self.full:
+                return
+            prefix = shown(member.name) + ": "
+            named = member.raw.lower().endswith(b".pkl")
+            try:
+                head, start, end = _zip_head(self.f, member)
+                kind = _content(head, start, end, member.usize, named)
+                if kind is None:
+                    if member.flags & archives.ENCRYPTED_BIT:
+                        self.add(prefix + ENCRYPTED, _DECRYPT_HINT)
+                    continue
+                if member.method != STORED:
+                    data = archives.member_data(self.f, member, MAX_MEMBER_BYTES)
                     if len(data) > MAX_MEMBER_BYTES:
-                        too_large = f"pickle is over {MAX_MEMBER_BYTES >> 20} MiB, too large to check"
-                        self.add(prefix + too_large, _LARGE_HINT)
+                        self.add(prefix + f"pickle is over {MAX_MEMBER_BYTES >> 20} MiB, too large to check",
+                                 LARGE_HINT)
                         continue
-                    # torch loads exactly one pickle from each member; trailing bytes are never read.
-                    self.scan_stream(io.BytesIO(data), prefix, single=True)
-                    if self.full:
-                        return
-        except _ZIP_ERRORS:
-            self.add("not a valid zip archive", _CORRUPT_HINT)
+                    head, start, end = io.BytesIO(data), 0, len(data)
+            except Unreadable:
+                if named:
+                    self.add(prefix + "cannot be read from the zip archive", CORRUPT_HINT)
+                continue
+            self.member(head, start, end, prefix, kind)
+        self.none_found()
+
+    def none_found(self) -> None:
+        # Named as a pickle (or the caller would not ask) yet holding none: say so, as for any other file.
+        if not self.pickles and not self.findings.items:
+            self.add(INVALID, CORRUPT_HINT)
+
+    def tar(self, size: int) -> None:
+        # pickle.load, and torch on a file object without a descriptor, read the header itself as a pickle.
+        self.raw(self.f, 0, size, "", strict=False)
+        torch: dict[str, TarMember] = {}
+        try:
+            for member in archives.tar_members(self.f, size):
+                if self.full:
+                    return
+                prefix = shown(member.name) + ": "
+                end = member.start + member.size
+                if member.name in _TORCH_TAR:
+                    if member.name in torch or not member.regular:
+                        self.add(prefix + UNCHECKABLE, CRAFTED_HINT)
+                    torch[member.name] = member
+                elif member.regular and (kind := _content(self.f, member.start, end, member.size,
+                                                          member.name.lower().endswith(_PICKLE_MEMBERS))):
+                    self.member(self.f, member.start, end, prefix, kind)
+        except TarProblem as problem:
+            self.add(str(problem), CRAFTED_HINT if problem.crafted else LARGE_HINT if problem.capped else CORRUPT_HINT)
+        for name, member in torch.items():
+            if member.regular and not self.full:
+                self.pickles += 1
+                self.torch_tar(name, member)
+        self.none_found()
+
+    def compressed(self, size: int, stream: compressed.Stream) -> None:
+        self.raw(self.f, 0, size, "", strict=False)  # pickle.load reads the file as it is
+        content = compressed.decompress(self.f, size, stream, MAX_MEMBER_BYTES)
+        if content.problem is not None:
+            self.add(content.problem, CRAFTED_HINT if content.crafted else CORRUPT_HINT)
+        if len(content.data) > MAX_MEMBER_BYTES:
+            self.add(f"{stream.name} stream holds over {MAX_MEMBER_BYTES >> 20} MiB, too large to check", LARGE_HINT)
+        elif content.problem is None or content.data:
+            self.raw(io.BytesIO(content.data), 0, len(content.data), "")
+
+    def torch_tar(self, name: str, member: TarMember) -> None:
+        """torch's legacy_load: ``pickle`` is one pickle; ``storages`` and ``tensors`` a count, then per item
+        a pickle and raw data whose length the pickle (or the data) gives, and for storages a last pickle."""
+        f, prefix, pos, end = self.f, f"{name}: ", member.start, member.start + member.size
+        if name == "pickle":
+            self.raw(f, pos, end, prefix)
+            return
+        w = self.walk(f, pos, end, prefix)
+        count = w.value
+        if w.error is not None:
+            return
+        if type(count) is not int or count < 0:
+            self.add(prefix + UNCHECKABLE, CRAFTED_HINT)
+            return
+        for _ in range(count):
+            w = self.walk(f, w.end, end, prefix)
+            if w.error is not None:
+                return
+            pos = w.end
+            if name == "storages":
+                element = _element_size(w.value)
+                numel = int.from_bytes(_read_at(f, pos, 8), "little", signed=True)
+                length = 8 + numel * element if element is not None else -1
+            else:
+                ndim = int.from_bytes(_read_at(f, pos, 4), "little", signed=True)
+                length = 4 + 4 + 16 * ndim + 8 if ndim >= 0 else -1
+            if length < 8 or pos + length > end:
+                self.add(prefix + (UNCHECKABLE if length < 0 else INVALID), CRAFTED_HINT)
+                return
+            w = w._replace(end=pos + length)
+        if name == "storages":
+            w = self.walk(f, w.end, end, prefix)  # the storage views
+            if w.error is not None:
+                return
+        if w.end < end:
+            self.add(prefix + TRAILING, CRAFTED_HINT)
 
 
 def scan_pickle(f: BinaryIO) -> list[Finding]:
-    """Check that every import in the pickle file ``f`` is one ``torch.load(weights_only=True)`` accepts.
+    """Check every pickle in ``f`` (a seekable binary file) against the allowlist policy.
 
-    ``f`` is a binary file positioned at 0; zip-wrapped torch checkpoints need it seekable. Returns one
-    ``Finding`` per disallowed import (each reported once, list capped), and findings for data that is
-    not a valid pickle or is too large to check. An empty list means the file passes the allowlist policy.
+    Returns one ``Finding`` per disallowed import, call or state change (each reported once, list capped),
+    and findings for data no loader reads safely: not a valid pickle, crafted framing or archive layout,
+    trailing data, or too large to check. An empty list means the file passes the allowlist policy.
     """
-    scanner = _Scanner()
-    head = f.read(len(_ZIP_MAGIC))
-    if head == _ZIP_MAGIC:
-        f.seek(0)
-        scanner.scan_zip(f)
-    else:
-        scanner.scan_stream(f, pending=head)
+    scanner = _Scanner(f)
+    try:
+        size = f.seek(0, io.SEEK_END)
+        head = _read_at(f, 0, 512)
+        # tarfile checks nothing but the first header's checksum: a zip or an array can be a tar as well.
+        tar = archives.is_tar(head)
+        if tar:
+            scanner.tar(size)
+        if head[:4] in _ZIP_MAGICS:
+            scanner.zip(size)
+        elif head[:6] == _NPY_MAGIC:
+            scanner.npy(f, 0, size, "", top=True)
+        elif stream := compressed.stream_of(head):
+            scanner.compressed(size, stream)
+        elif not tar:
+            scanner.raw(f, 0, size, "")
+    except OSError:
+        scanner.add("cannot be read", CORRUPT_HINT)
     return scanner.findings.result()
+
+
+def _zip_format(f: BinaryIO, size: int) -> str | None:
+    try:
+        members = archives.zip_members(f, size)
+    except NotZip:
+        return None  # no zip reader opens it, and it starts like no pickle
+    except ZipProblem:
+        return "ambiguous zip archive"
+    found: str | None = None
+    for member in members:
+        name = member.raw.lower()
+        if name.endswith(b"/data.pkl"):
+            return "PyTorch zip checkpoint"
+        try:
+            kind = _content(*_zip_head(f, member), member.usize, name.endswith(b".pkl"))
+        except Unreadable:
+            continue
+        if kind == "pickle":
+            found = "zip archive with pickles"
+        elif kind == "npy" and found is None:
+            stream, start, end = _zip_head(f, member)
+            header = archives.npy_header(stream, start, end)
+            if isinstance(header, str) or (header is not None and header.objects):
+                found = "NumPy archive with object arrays"
+    return found
+
+
+def _tar_format(f: BinaryIO, size: int) -> str | None:
+    try:
+        for member in archives.tar_members(f, size):
+            if member.name in _TORCH_TAR:
+                return "PyTorch tar checkpoint"
+            end = member.start + member.size
+            if member.regular and _content(f, member.start, end, member.size,
+                                           member.name.lower().endswith(_PICKLE_MEMBERS)):
+                return "tar archive with pickles"
+    except TarProblem as problem:
+        return "tar archive that cannot be checked" if problem.capped else None
+    return None
+
+
+def _compressed_format(f: BinaryIO, size: int, stream: compressed.Stream) -> str | None:
+    content = compressed.decompress(f, size, stream, _COMPRESSED_HEAD)
+    data = content.data[:_COMPRESSED_HEAD]
+    whole = 1 << 62 if len(content.data) > _COMPRESSED_HEAD else len(data)  # more there, of unknown size
+    found = _sniff(io.BytesIO(data), 0, len(data), whole, top=True)
+    return f"{stream.name}-compressed {found}" if found else None
+
+
+def pickle_format(f: BinaryIO, size: int) -> str | None:
+    """A short name of the pickle-bearing format ``f`` (``size`` bytes, seekable) is in, or None if it holds
+    no pickle a loader would run: "pickle", "legacy PyTorch checkpoint", "PyTorch zip checkpoint", "zip
+    archive with pickles", "PyTorch tar checkpoint", "tar archive with pickles", "NumPy object array",
+    "NumPy archive with object arrays", "gzip-compressed pickle" (bz2, xz, lzma, zlib), and, failing closed,
+    "ambiguous zip archive", "tar archive that cannot be checked". An encrypted member counts by its raw
+    bytes, which is how torch's reader, ignoring the flag, reads it.
+
+    Decided by content, whatever the name, reading a small head, the zip directory and member heads, or the
+    tar headers. Text files are never taken for pickles: a pickle must run code before failing, be all of
+    the file, open with a protocol 2+ header, or stay valid for SNIFF_BYTES.
+    """
+    try:
+        head = _read_at(f, 0, 512)
+        if archives.is_tar(head) and (found := _tar_format(f, size)):
+            return found
+        if head[:4] in _ZIP_MAGICS:
+            return _zip_format(f, size)
+        if head[:6] == _NPY_MAGIC:
+            header = archives.npy_header(f, 0, size)
+            return "NumPy object array" if isinstance(header, str) or (header and header.objects) else None
+        if stream := compressed.stream_of(head):
+            return _compressed_format(f, size, stream)
+        return _sniff(f, 0, size, size, top=True)
+    except OSError:
+        return None

@@ -495,8 +495,8 @@ def test_an_lfs_object_git_replaces_by_a_link_to_the_token_is_never_read(two_use
     job = only_job(two_users, "failed")
     assert job.outcome is not None and job.outcome.reason == (
         f"the checks refuse what {job.commit[:12]} would publish to acme/{name} branch main: copy.dat: Git LFS "
-        f"object {oid[:12]} is not a regular file in the server's store (an admin must replace it with the object "
-        "itself; then push again) (fix it in git and push again; gitea-hf-hook check lists every problem)"), run.stderr
+        f"object {oid[:12]} is not on the server, or does not match its pointer (run: git lfs push --all origin, "
+        "then push again) (fix it in git and push again; gitea-hf-hook check lists every problem)"), run.stderr
     # ...and with that check turned off by the admin, the store itself refuses to follow the link.
     config = two_users.config_path.read_text()
     two_users.config_path.write_text(config.replace("      forbid:", "      lfs_objects: false\n      forbid:"))

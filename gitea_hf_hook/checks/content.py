@@ -1,112 +1,46 @@
-"""Checks of what a ref would publish: the files of its tree after ``subdir``, ``include`` and ``exclude``.
+"""Checks of what refs would publish: the files of their trees after ``subdir``, ``include`` and ``exclude``.
 
-Per-file checks look only at files changed since the ref's old tip, when it had one; the model card is a
-whole-tree check and is read at the new tip. Git is asked twice whatever the number of files: one tree
-listing or diff, and one ``cat-file --batch`` for contents.
+Per-file checks look only at files changed since a ref's old tip, when it had one; the model card is a
+whole-tree check and is read at the new tip. A push is checked as a whole, whatever the number of refs and
+files: each ref's files are listed (one tree listing or diff each), every object they name is sized in one
+``cat-file --batch-check`` and read in one ``cat-file --batch``, and each object is checked once however many
+paths and refs hold it (:mod:`.objects`). What that may cost is capped by :mod:`.budget`.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import stat
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import BinaryIO
+from typing import NamedTuple
 
 from ..config.globs import compile_path_glob
 from ..config.model import CardRule, Checks, Config, RepoRule, unfit
 from ..gitea import git, lfs
+from .budget import MIB, Budget
+from .objects import Scanner, kind_of, open_lfs
 from .problems import Problem, show_path
-from .scanners import PICKLE_SUFFIXES, Finding
+from .scanners import Finding
 
-MIB = 1024 * 1024
-# LFS-stored JSON can be a multi-gigabyte dataset; parsing it would stall the push.
-MAX_LFS_JSON = 64 * MIB
+# What is read of a model card kept in Git LFS: the front matter comes first, and the Hub reads no more.
+MAX_CARD = 4 * MIB
+
+
+class Wanted(NamedTuple):
+    """One ref to check: its new commit, and the old tip whose files passed already (None for a new ref)."""
+
+    ref: str
+    commit: str
+    base: str | None
+
+
+class _File(NamedTuple):
+    shown: str  # the path as the pusher reads it
+    kind: str  # see objects.kind_of
+    oid: str
 
 
 def findings_at(path: str, findings: list[Finding]) -> list[Problem]:
     return [Problem(f"{path}:{f.line}" if f.line else path, f.problem, f.hint) for f in findings]
-
-
-@contextmanager
-def open_content(data: bytes, pointer: lfs.Pointer | None, lfs_root: str) -> Iterator[tuple[BinaryIO, int] | None]:
-    """The content of a file, from the blob or, for a Git LFS pointer, streamed from Gitea's store."""
-    if pointer is None:
-        yield io.BytesIO(data), len(data)
-        return
-    try:
-        # Never through a link, and never a FIFO, which would block: the store is Gitea's user's to write.
-        fd = os.open(lfs.object_path(lfs_root, pointer.oid), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        yield None  # reported by the LFS check
-        return
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        yield None
-        return
-    os.set_blocking(fd, True)
-    f = open(fd, "rb")
-    with f:
-        yield f, pointer.size
-
-
-def _lfs_problem(path: str, pointer: lfs.Pointer, lfs_root: str) -> Problem | None:
-    try:
-        info = os.lstat(lfs.object_path(lfs_root, pointer.oid))
-    except OSError:
-        info = None
-    if info is None:
-        return Problem(path, f"Git LFS object {pointer.oid[:12]} is not on the server",
-                       "run: git lfs push --all origin, then push again")
-    if not stat.S_ISREG(info.st_mode):
-        return Problem(path, f"Git LFS object {pointer.oid[:12]} is not a regular file in the server's store",
-                       "an admin must replace it with the object itself; then push again")
-    size = info.st_size
-    if size != pointer.size:
-        return Problem(path, f"Git LFS object {pointer.oid[:12]} holds {size} bytes, the pointer says {pointer.size}",
-                       "run: git lfs push --all origin, then push again")
-    return None
-
-
-def _scan(path: str, name: str, data: bytes, config: Config, checks: Checks) -> list[Problem]:
-    """Content checks of one file; ``path`` is what the pusher sees, ``name`` the lowercase file name."""
-    pointer = lfs.parse_pointer(data)
-    problems: list[Problem] = []
-    if pointer is not None and checks.lfs_objects and (p := _lfs_problem(path, pointer, config.lfs_root)):
-        problems.append(p)
-    if name.endswith(PICKLE_SUFFIXES) and checks.pickle != "allow":
-        if checks.pickle == "deny":
-            problems.append(Problem(path, "pickle files can run code when loaded",
-                                    "convert the weights to safetensors"))
-        else:
-            from .scanners.pickles import scan_pickle
-
-            with open_content(data, pointer, config.lfs_root) as opened:
-                if opened is not None:
-                    problems += findings_at(path, scan_pickle(opened[0]))
-    if name.endswith(".safetensors") and checks.safetensors:
-        from .scanners.safetensors import check_safetensors
-
-        with open_content(data, pointer, config.lfs_root) as opened:
-            if opened is not None:
-                problems += findings_at(path, check_safetensors(*opened))
-    if name.endswith(".json") and checks.json and (pointer is None or pointer.size <= MAX_LFS_JSON):
-        with open_content(data, pointer, config.lfs_root) as opened:
-            if opened is not None:
-                try:
-                    json.loads(opened[0].read())
-                except (UnicodeDecodeError, ValueError) as exc:
-                    where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
-                    problems.append(Problem(path, f"not valid JSON{where}", "fix the file, or exclude it"))
-    if checks.secrets and pointer is None:
-        from .scanners.secrets import is_text, scan_secrets
-
-        if is_text(data):
-            problems += findings_at(path, scan_secrets(data))
-    return problems
 
 
 def _path_problems(shown: str, published: str, mode: str, checks: Checks) -> list[Problem]:
@@ -119,11 +53,21 @@ def _path_problems(shown: str, published: str, mode: str, checks: Checks) -> lis
     if why := unfit(published):
         problems.append(Problem(shown, why, "rename it, or exclude it in the rule"))
     for pattern in checks.forbid:
-        if compile_path_glob(pattern).match(published):
+        # Whatever the case: the Hub's users download onto file systems that ignore it.
+        if compile_path_glob(pattern, ignore_case=True).match(published):
             problems.append(Problem(shown, f"matches forbidden pattern '{pattern}'",
                                     "remove it from the commit, or ask an admin to change checks.forbid"))
             break
     return problems
+
+
+def _too_large(file: _File, size: int, checks: Checks) -> Problem:
+    # track covers files to come; the file already committed needs its commits rewritten.
+    suffix = os.path.splitext(file.shown)[1].lower()
+    pattern = f"*{suffix}" if suffix else file.shown
+    return Problem(file.shown, f"{size / MIB:.1f} MiB is over the {checks.max_blob_mb:g} MiB limit "
+                               "for files outside Git LFS",
+                   f'git lfs track "{pattern}", then git lfs migrate import --include="{file.shown}"')
 
 
 def passed_marker(config: Config, card: CardRule, oid: str) -> str:
@@ -152,10 +96,11 @@ def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes |
     data = obj[3]
     pointer = lfs.parse_pointer(data)
     if pointer is not None:
-        with open_content(data, pointer, config.lfs_root) as opened:
-            if opened is None:
-                return []  # the LFS check reports the missing object
-            data = opened[0].read(1 * MIB)
+        f = open_lfs(config.lfs_root, pointer)
+        if f is None:
+            return []  # the LFS check of README.md reports the missing object
+        with f:
+            data = f.read(MAX_CARD)
     from .scanners.model_card import check_model_card
 
     metrics = {name: (op, value) for name, op, value in card.metrics}
@@ -169,46 +114,89 @@ def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes |
     return findings_at(shown, findings)
 
 
-def check(config: Config, rule: RepoRule, commit: str, base: str | None, *, cwd: str | None = None,
-          markers: bool = True) -> list[Problem]:
-    """Every content problem of publishing ``commit``; only files changed since ``base`` when it is given.
-
-    The hooks run in the repository; the worker names it as ``cwd`` and passes ``markers=False`` (see
-    :func:`check_card`).
-    """
-    checks = rule.checks
-    entries = git.changed_files(base, commit, cwd) if base else git.list_tree(commit, cwd)
-    problems: list[Problem] = []
-    blobs: list[tuple[str, str, str]] = []  # (shown path, lowercase name, oid)
+def _listing(rule: RepoRule, wanted: Wanted, budget: Budget, cwd: str | None) -> tuple[list[_File], list[Problem]]:
+    """The files of one ref to check, and the problems their paths alone show."""
+    limit = budget.remaining_files()
+    if wanted.base:
+        changes = git.diff(wanted.base, wanted.commit, cwd, limit=limit)
+        budget.list_files(len(changes))
+        entries = [git.Entry(c.new_mode, c.new_oid, c.path) for c in changes if c.status != "D"]
+    else:
+        entries = git.list_tree(wanted.commit, cwd, limit=limit)
+        budget.list_files(len(entries))
+    files, problems = [], []
     for entry in entries:
         published = rule.hub_path(entry.path)
         if published is None:
             continue
         shown = show_path(entry.path)
-        problems += _path_problems(shown, published, entry.mode, checks)
+        problems += _path_problems(shown, published, entry.mode, rule.checks)
         if entry.mode not in (git.SYMLINK, git.SUBMODULE):
-            blobs.append((shown, published.rsplit("/", 1)[-1].lower(), entry.oid))
-    limit = int(checks.max_blob_mb * MIB)
-    card_spec = []
+            files.append(_File(shown, kind_of(published.rsplit("/", 1)[-1].lower()), entry.oid))
+    return files, problems
+
+
+def check_refs(config: Config, rule: RepoRule, wanted: list[Wanted], budget: Budget, *, cwd: str | None = None,
+               markers: bool = True) -> dict[str, list[Problem]]:
+    """Every content problem of publishing each wanted ref, by ref; raises :class:`.budget.Exhausted` when the
+    push would cost more than the budget allows.
+
+    The hooks run in the repository; the worker names it as ``cwd`` and passes ``markers=False`` (see
+    :func:`check_card`).
+    """
+    checks = rule.checks
+    problems: dict[str, list[Problem]] = {w.ref: [] for w in wanted}
+    files: dict[str, list[_File]] = {}
+    for w in wanted:
+        files[w.ref], problems[w.ref] = _listing(rule, w, budget, cwd)
+    cards: dict[str, str] = {}
     if checks.model_card is not None:
-        card_spec = [f"{commit}:{rule.subdir + '/' if rule.subdir else ''}README.md"]
-    # One content batch for all: a blob over the limit is passed over unread and reported by its size.
-    objects = git.read_objects(card_spec + [oid for _, _, oid in blobs], cwd=cwd,
-                               limit=max(limit, lfs.MAX_POINTER_SIZE))
-    if card_spec:
-        problems += check_card(config, rule, next(objects), markers=markers)
-    # The generator goes first so that it runs to its end and reaps the git process.
-    for obj, (shown, name, _) in zip(objects, blobs, strict=True):
+        readme = f"{rule.subdir}/README.md" if rule.subdir else "README.md"
+        cards = {w.ref: f"{w.commit}:{readme}" for w in wanted}
+    kinds: dict[str, set[str]] = {}
+    for listed in files.values():
+        for file in listed:
+            kinds.setdefault(file.oid, set()).add(file.kind)
+    specs = list(dict.fromkeys([*cards.values(), *kinds]))
+    limit = max(int(checks.max_blob_mb * MIB), lfs.MAX_POINTER_SIZE)
+    # Sized first, so that nothing over the limit is read at all, and the whole read is counted before it starts.
+    infos = dict(zip(specs, git.object_info(specs, cwd=cwd), strict=True))
+    sizes = {spec: info[2] for spec, info in infos.items() if info is not None and info[2] <= limit}
+    wanted_specs = list(sizes)
+    budget.scan(sum(sizes.values()))
+    card_specs = set(cards.values())
+    found: dict[tuple[str, str], list[Finding]] = {}
+    card_problems: dict[str, list[Problem]] = {}
+    scanner = Scanner(checks, config.lfs_root, budget)
+    for spec, obj in zip(wanted_specs, git.read_objects(wanted_specs, cwd=cwd), strict=True):
         if obj is None:
             continue
-        if obj[2] > limit:
-            # track covers files to come; the file already committed needs its commits rewritten.
-            suffix = os.path.splitext(name)[1]
-            pattern = f"*{suffix}" if suffix else shown
-            problems.append(Problem(shown, f"{obj[2] / MIB:.1f} MiB is over the {checks.max_blob_mb:g} MiB limit "
-                                           "for files outside Git LFS",
-                                    f'git lfs track "{pattern}", then git lfs migrate import --include="{shown}"'))
-        elif obj[3] is not None:
-            problems += _scan(shown, name, obj[3], config, checks)
-    # Grouped by file, in the order git lists files, whichever check found them.
-    return sorted(problems, key=lambda p: p.path)
+        if spec in card_specs:
+            card_problems[spec] = check_card(config, rule, obj, markers=markers)
+        if obj[1] == "blob" and obj[3] is not None and spec in kinds:
+            for kind in kinds[spec]:
+                found[spec, kind] = scanner.blob(obj[3], kind)
+    for w in wanted:
+        ref_problems = problems[w.ref]
+        if w.ref in cards:
+            spec = cards[w.ref]
+            info = infos[spec]
+            if spec in card_problems:
+                ref_problems += card_problems[spec]
+            else:  # missing, not a file, or too large to read
+                ref_problems += check_card(config, rule, None if info is None else (*info, None), markers=markers)
+        for file in files[w.ref]:
+            info = infos[file.oid]
+            if info is not None and info[2] > limit:
+                ref_problems.append(_too_large(file, info[2], checks))
+            elif (file.oid, file.kind) in found:
+                ref_problems += findings_at(file.shown, found[file.oid, file.kind])
+        # Grouped by file, in the order git lists files, whichever check found them.
+        ref_problems.sort(key=lambda p: p.path)
+    return problems
+
+
+def check(config: Config, rule: RepoRule, commit: str, base: str | None, *, cwd: str | None = None,
+          markers: bool = True) -> list[Problem]:
+    """Every content problem of publishing ``commit`` alone, with no budget: for the worker and ``check``."""
+    return check_refs(config, rule, [Wanted("", commit, base)], Budget(None), cwd=cwd, markers=markers)[""]

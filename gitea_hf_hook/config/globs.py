@@ -8,6 +8,7 @@ folders and ``*`` stays within one. Name patterns (branches, tags, repositories)
 
 from __future__ import annotations
 
+import functools
 import re
 
 # The character classes of .gitignore brackets (``[[:digit:]]``), as Python class ranges.
@@ -91,7 +92,9 @@ def _translate(pattern: str) -> str:
     return "".join(out)
 
 
-def compile_path_glob(pattern: str) -> re.Pattern[str]:
+# Cached: the checks match every file of a push against every pattern; re imports functools already.
+@functools.lru_cache(maxsize=512)
+def compile_path_glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
     """Compile one .gitignore-style path pattern."""
     anchored = "/" in pattern.rstrip("/")
     body = pattern.strip("/")
@@ -101,9 +104,10 @@ def compile_path_glob(pattern: str) -> re.Pattern[str]:
     if not anchored:
         regex = "(?:.*/)?" + regex
     # A pattern that matches a folder covers every file inside it.
-    return re.compile(regex + r"(?:/.*)?\Z", re.DOTALL)
+    return re.compile(regex + r"(?:/.*)?\Z", re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
+@functools.lru_cache(maxsize=512)
 def compile_name_glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
     """Compile a pattern matched against a whole name such as a branch or ``owner/repo``."""
     return re.compile(_translate(pattern) + r"\Z", re.DOTALL | (re.IGNORECASE if ignore_case else 0))

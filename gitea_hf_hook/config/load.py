@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import cache
-from .model import ENV_VAR, CardRule, Checks, Config, RepoRule, WorkerSettings
+from .model import ENV_VAR, CardRule, Checks, Config, Limits, RepoRule, WorkerSettings
 
 
 def _read(path: str) -> Config:
@@ -63,7 +63,7 @@ def from_json(data: dict[str, Any]) -> Config:
         fields = {k: _tuples(v) for k, v in rule.items() if k != "checks"}
         repos.append(RepoRule(**fields, checks=Checks(**checks)))
     return Config(**{**data, "repos": tuple(repos), "worker": WorkerSettings(**data["worker"]),
-                     "groups": {k: tuple(v) for k, v in data["groups"].items()}})
+                     "limits": Limits(**data["limits"]), "groups": {k: tuple(v) for k, v in data["groups"].items()}})
 
 
 def load(path: str, *, cached: bool = True) -> Config:

@@ -68,6 +68,7 @@ class Checks(NamedTuple):
     safetensors: bool = True
     json: bool = True
     secrets: bool = True
+    lfs_secrets_mb: float = 64.0  # Git LFS objects up to this size are scanned for secrets too
     forbid: tuple[str, ...] = ()
 
 
@@ -161,6 +162,19 @@ class RepoRule(NamedTuple):
         return path if self.publishes(path) else None
 
 
+class Limits(NamedTuple):
+    """The most one push may make the pre-receive hook do: past any of them it fails closed, naming the key.
+
+    Anyone who may push reaches the checks, read-only users included, so no push may cost the server more than
+    these, whatever it holds.
+    """
+
+    max_refs: int = 100  # publishing refs one push may update
+    max_files: int = 100_000  # files listed across those refs
+    max_scan_mb: float = 4096.0  # content read and scanned, each object counted once
+    deadline_seconds: float = 60.0  # the whole evaluation
+
+
 class WorkerSettings(NamedTuple):
     """How the worker retries, batches and keeps its history."""
 
@@ -191,6 +205,7 @@ class Config(NamedTuple):
     enforce: bool = True
     groups: dict[str, tuple[str, ...]] = {}  # never mutated
     repos: tuple[RepoRule, ...] = ()
+    limits: Limits = Limits()
     worker: WorkerSettings = WorkerSettings()
 
     def rule_for(self, full_name: str) -> RepoRule | None:

@@ -27,6 +27,7 @@ from .model import (
     CardRule,
     Checks,
     Config,
+    Limits,
     RepoRule,
     WorkerSettings,
 )
@@ -268,6 +269,10 @@ def _positive(doc: _Doc, node: yaml.Node, where: str) -> float:
     return doc.number(node, where, minimum=1)
 
 
+def _seconds(doc: _Doc, node: yaml.Node, where: str) -> float:
+    return doc.number(node, where, minimum=0.1)
+
+
 # --- the schema -------------------------------------------------------------------------------------------------
 
 # A section: YAML key -> (field of the record it fills, validator). Keys absent from the file keep the record's
@@ -301,7 +306,7 @@ CHECKS: Section = {
     "model_card": ("model_card", _model_card), "max_blob_mb": ("max_blob_mb", _number),
     "lfs_objects": ("lfs_objects", _boolean), "pickle": ("pickle", _choice(PICKLE_MODES)),
     "safetensors": ("safetensors", _boolean), "json": ("json", _boolean), "secrets": ("secrets", _boolean),
-    "forbid": ("forbid", _globs),
+    "lfs_secrets_mb": ("lfs_secrets_mb", _number), "forbid": ("forbid", _globs),
 }
 # What decides which refs publish where: the broken-config fallback reads these keys alone.
 ROUTING: Section = {"match": ("match", _string), "branches": ("branches", _branches),
@@ -319,6 +324,8 @@ REPO: Section = {
 }
 WORKER: Section = {name: (name, _whole if name in ("max_attempts", "max_files_per_commit") else _positive)
                    for name in WorkerSettings._fields}
+LIMITS: Section = {"max_refs": ("max_refs", _whole), "max_files": ("max_files", _whole),
+                   "max_scan_mb": ("max_scan_mb", _positive), "deadline_seconds": ("deadline_seconds", _seconds)}
 GITEA: Section = {"repo_root": ("repo_root", _path), "lfs_root": ("lfs_root", _path), "url": ("gitea_url", _url),
                   "token_file": ("gitea_token_file", _path), "verify_lfs": ("gitea_verify_lfs", _boolean)}
 HUB: Section = {"endpoint": ("hub_endpoint", _endpoint), "tokens": ("hub_tokens", _tokens),
@@ -328,6 +335,7 @@ TOP: dict[str, Section | tuple[str, Validator]] = {
     "gitea": GITEA, "hub": HUB, "spool": ("spool", _path), "audit_log": ("audit_log", _path),
     "log_file": ("log_file", _path), "enforce": ("enforce", _boolean), "groups": ("groups", _groups),
     "repos": ("repos", lambda doc, node, where: _repos(doc, node, REPO, _rule)),
+    "limits": ("limits", _record(LIMITS, Limits)),
     "worker": ("worker", _record(WORKER, WorkerSettings)),
 }
 

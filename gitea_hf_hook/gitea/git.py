@@ -220,24 +220,65 @@ def run(*args: str, cwd: str | None = None, ok_codes: tuple[int, ...] = (0,)) ->
     return Completed(code, stdout, stderr)
 
 
-def list_tree(commit: str, cwd: str | None = None) -> list[Entry]:
-    """Every file of ``commit``'s tree, recursively (one ``git ls-tree`` process)."""
-    out = run("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit, cwd=cwd).stdout
+def _records(args: tuple[str, ...], cwd: str | None, limit: int | None) -> list[bytes]:
+    """The NUL-terminated records ``git args`` prints, read as they come; only the first ``limit`` + 1 of them
+    when there are more, so that the caller can tell.
+
+    A pushed tree can list millions of files: past the limit git is stopped (it dies of SIGPIPE when we close
+    our end) rather than held in memory.
+    """
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        pid = _spawn(args, cwd, null, out_w, err_w)
+    except GitError:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (out_w, err_w, null):
+            os.close(fd)
+    records: list[bytes] = []
+    tail = b""
+    over = False
+    try:
+        while chunk := os.read(out_r, 1 << 16):
+            parts = (tail + chunk).split(b"\0")
+            tail = parts.pop()
+            records += parts
+            if limit is not None and len(records) > limit:
+                over = True
+                break
+    finally:
+        os.close(out_r)
+        (stderr,) = _read_all([err_r])  # git says little on stderr, and only once stdout is done or closed
+        code = _wait(pid)
+    if over:
+        return records[:limit + 1] if limit is not None else records
+    if code != 0:
+        raise failure(args, cwd, code, stderr)
+    return records
+
+
+def list_tree(commit: str, cwd: str | None = None, *, limit: int | None = None) -> list[Entry]:
+    """Every file of ``commit``'s tree, recursively (one ``git ls-tree`` process); ``limit`` + 1 of them when
+    there are more than ``limit``."""
+    records = _records(("ls-tree", "-r", "-z", "--full-tree", "--end-of-options", commit), cwd, limit)
     entries = []
-    for record in out.split(b"\0"):
-        if not record:
-            continue
+    for record in records:
         meta, _, path = record.partition(b"\t")
         mode, _type, oid = meta.split(b" ")
         entries.append(Entry(mode.decode(), oid.decode(), path))
     return entries
 
 
-def diff(old: str, new: str, cwd: str | None = None) -> list[Change]:
-    """Every path that differs between two commits, without rename detection (one ``git diff-tree`` process)."""
-    out = run("diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--end-of-options", old, new,
-              cwd=cwd).stdout
-    fields = out.split(b"\0")
+def diff(old: str, new: str, cwd: str | None = None, *, limit: int | None = None) -> list[Change]:
+    """Every path that differs between two commits, without rename detection (one ``git diff-tree`` process);
+    ``limit`` + 1 of them when there are more than ``limit``."""
+    # Two records a path: the modes, ids and status, then the path.
+    fields = _records(("diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", "--end-of-options", old, new),
+                      cwd, None if limit is None else 2 * limit + 1)
     changes = []
     for i in range(0, len(fields) - 1, 2):
         meta, path = fields[i], fields[i + 1]

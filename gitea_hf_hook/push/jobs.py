@@ -34,30 +34,18 @@ def notice(config: Config, job: Job) -> str:
     return f"{PREFIX} queued {what} -> {target.url(config.hub_endpoint)} ({target.revision}), job {job.id}"
 
 
-def _peeled(verdicts: list[Verdict]) -> dict[str, str]:
-    """The commit each update publishes. Verdicts carry it once evaluated; the internal-error path has none, so
-    tags are peeled here (one git process) rather than published as the tag object's id."""
-    missing = sorted({v.update.new for v in verdicts if not v.commit and not v.update.deleted})
-    found = {v.update.new: v.commit for v in verdicts if v.commit}
-    if missing:
-        from ..gitea import git
-
-        for oid, info in zip(missing, git.object_info([f"{oid}^{{commit}}" for oid in missing]), strict=True):
-            if info is not None:
-                found[oid] = info[0]
-    return found
-
-
 def prepare_jobs(config: Config, push: Push, verdicts: list[Verdict]) -> None:
-    """Write a prepared job per update that will publish (post-receive queues them once the refs moved)."""
+    """Write a prepared job per update that passed every rule (post-receive queues them once the refs moved).
+
+    A verdict with problems never publishes, even when ``enforce`` is off and its push lands.
+    """
     repo_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
-    commits = _peeled(verdicts)
     for verdict in verdicts:
         update = verdict.update
-        if update.deleted and not verdict.rule.allow_delete:
+        if verdict.problems or (update.deleted and not verdict.rule.allow_delete):
             continue
-        commit = "" if update.deleted else commits.get(update.new)
-        if commit is None:
+        commit = "" if update.deleted else verdict.commit
+        if not update.deleted and not commit:
             continue  # names no commit: git refused the update already, or will
         job = job_for(push, verdict, repo_dir, commit)
         layout.prepare(config.spool, job, notice(config, job))

@@ -119,13 +119,44 @@ def _publishing_tips(push: Push, verdicts: list[Verdict]) -> dict[str, str]:
 
 
 def evaluate(config: Config, push: Push, updates: list[Update]) -> list[Verdict]:
-    """Decide every publishing ref of a push. Verdicts with problems are rejections."""
+    """Decide every publishing ref of a push. Verdicts with problems are rejections.
+
+    Who and which ref come first, and content only for the refs that pass them: a pusher who may not publish,
+    read-only users included, learns nothing of what the server holds. The whole evaluation runs under
+    ``config.limits``.
+    """
     verdicts = publishing(config, push, updates)
     if not verdicts:
         return []
+    limits = config.limits
+    if len(verdicts) > limits.max_refs:
+        # Nothing is read: the count alone decides.
+        return [v._replace(problems=[Problem(v.update.ref, f"this push updates {len(verdicts)} publishing refs, "
+                                             f"over the {limits.max_refs} one push may",
+                                             "push them in smaller groups, or ask a Gitea admin to raise "
+                                             "limits.max_refs")]) for v in verdicts]
+    from ..checks.budget import Exhausted, deadline
+
+    try:
+        with deadline(limits):
+            return _evaluate(config, push, verdicts)
+    except Exhausted as over:
+        # The verdicts share their problem lists with the evaluation's: what it found stays, and every ref it
+        # had not yet found wanting fails closed.
+        for verdict in verdicts:
+            if not verdict.problems:
+                verdict.problems.append(Problem(verdict.update.ref, over.problem, over.hint))
+        return verdicts
+
+
+def _evaluate(config: Config, push: Push, verdicts: list[Verdict]) -> list[Verdict]:
     # Imported here, as below: a push that publishes nothing never pays for git plumbing or the checks.
     from ..checks import content
+    from ..checks.budget import Budget
     from ..gitea import git
+
+    for verdict in verdicts:
+        verdict.problems.extend(check_pusher(config, push, verdict))
     # Tags are peeled to what they name. Git refuses to point a branch at anything but a commit, so
     # branches need no look-up: one git process less on every push.
     tags = [v for v in verdicts if not v.update.deleted and v.target.kind == "tag"]
@@ -135,18 +166,22 @@ def evaluate(config: Config, push: Push, updates: list[Update]) -> list[Verdict]
         peeled.update(zip((v.update.new for v in tags), git.object_info([f"{v.update.new}^{{}}" for v in tags]),
                           strict=True))
     verdicts = [v._replace(commit=info[0]) if (info := peeled.get(v.update.new)) else v for v in verdicts]
-    live = [v for v in verdicts if not v.update.deleted]
+    live = [v for v in verdicts if not v.update.deleted and not v.problems]
     tips = _publishing_tips(push, verdicts) if any(v.target.kind == "tag" for v in live) else {}
     # No push may land that post-receive could not queue.
     spool_problem = writable_problem(config.spool)
+    wanted: list[content.Wanted] = []
     for verdict in verdicts:
-        verdict.problems.extend(check_pusher(config, push, verdict))
         info = peeled.get(verdict.update.new)
-        ref_problems = check_ref(verdict, None if info is None else info[:2], tips)
-        verdict.problems.extend(ref_problems)
+        if not verdict.problems:  # ref rules only for a pusher who may publish
+            verdict.problems.extend(check_ref(verdict, None if info is None else info[:2], tips))
         if spool_problem:
             verdict.problems.append(Problem(verdict.update.ref, *spool_problem))
-        if not verdict.update.deleted and not ref_problems and info is not None:
-            base = None if verdict.update.created else verdict.update.old
-            verdict.problems.extend(content.check(config, verdict.rule, info[0], base))
+        if not verdict.update.deleted and not verdict.problems and info is not None:
+            wanted.append(content.Wanted(verdict.update.ref, info[0], None if verdict.update.created
+                                         else verdict.update.old))
+    if wanted:
+        found = content.check_refs(config, verdicts[0].rule, wanted, Budget(config.limits))
+        for verdict in verdicts:
+            verdict.problems.extend(found.get(verdict.update.ref, ()))
     return verdicts

@@ -52,7 +52,7 @@ def pre_receive(config: Config, push: Push, updates: list[Update]) -> int:
             lines += render(push.full_name, verdict.update.ref, verdict.target.describe(config.hub_endpoint),
                             verdict.problems, enforce=config.enforce)
     rejected = bool(lines) and config.enforce
-    if verdicts and not rejected:
+    if any(not v.problems for v in verdicts) and not rejected:
         from .jobs import prepare_jobs
 
         try:
@@ -86,19 +86,14 @@ def main(argv: list[str]) -> int:
         where = log_failure(config, push, hook)
         from .policy import publishing
 
-        verdicts = publishing(config, push, updates)
-        if not verdicts:
+        if not publishing(config, push, updates):
             return 0
+        # Nothing unchecked publishes: with enforce off the push lands in Gitea, and no job is queued.
         if config.enforce:
             _say([f"{PREFIX} rejected: internal error while checking this push (details for the admin in {where})"])
             return 1
-        _say([f"{PREFIX} would reject: internal error while checking this push (details for the admin in {where})"])
-        try:  # the push lands, so it should still publish: queue what the rules route, unchecked
-            from .jobs import prepare_jobs
-
-            prepare_jobs(config, push, verdicts)
-        except Exception:  # noqa: BLE001
-            log_failure(config, push, hook)
+        _say([f"{PREFIX} would reject: internal error while checking this push, so it is not published "
+              f"(details for the admin in {where})"])
         return 0
 
 

@@ -14,11 +14,18 @@ MAX_LINES = 20
 
 
 def render(repo: str, ref: str, target: str, problems: list[Problem], *, enforce: bool) -> list[str]:
-    """The lines for one ref with problems; ``enforce`` false turns "rejected" into "would reject"."""
+    """The lines for one ref with problems; ``enforce`` false turns "rejected" into "would reject".
+
+    A ref name may hold bidi controls and other characters git allows: it is printed escaped, as every path is.
+    """
+    from ..redact import escape
+
+    repo, ref, target = escape(repo), escape(ref), escape(target)
     if enforce:
         head = f"{PREFIX} rejected {ref} of {repo}, which publishes to {target}:"
     else:
-        head = f"{PREFIX} would reject {ref} of {repo}, which publishes to {target} (enforce is off, so it lands):"
+        head = (f"{PREFIX} would reject {ref} of {repo}, which publishes to {target} "
+                "(enforce is off, so it lands in Gitea but is not published):")
     lines = [head]
     shown = problems if len(problems) <= MAX_LINES else problems[:MAX_LINES - 1]
     lines += [f"  {p}" for p in shown]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, cast
@@ -277,12 +276,7 @@ class _Run:
         lines = "; ".join(str(p) for p in problems[:MAX_PROBLEMS_SHOWN])
         more = f"; and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
         what = f"what {self.commit[:12]} would publish to {self.target.label}: {lines}{more}"
-        if not self.config.enforce:
-            # A trial: the push landed with "would reject" lines, and publishing goes on the same way.
-            from .logs import say
-
-            say(f"the checks would refuse {what} (enforce is off, so it publishes)", logging.WARNING)
-            return
+        # Whatever enforce says: with it off a push lands in Gitea, but only what passes every rule publishes.
         raise PublishError(f"the checks refuse {what}", "fix it in git and push again; gitea-hf-hook check lists "
                                                          "every problem")
 

@@ -104,8 +104,7 @@ def test_check_prints_what_a_push_would_print(gitea: GiteaServer, clone):
         "https://huggingface.co/acme/bert-tiny (branch main):",
         "  refs/heads/main: carol may not publish to acme/bert-tiny "
         "(publishers: alice, @ml-release; ask a Gitea admin to add you)",
-        "  model.bin: pickle files can run code when loaded (convert the weights to safetensors)",
-    ]
+    ]  # who first: a pusher who may not publish reads nothing about the content
     pushed = clone.push("main", user="carol")
     assert pushed.remote == result.stdout.splitlines()
     ok = gitea.cli("check", "acme/bert-tiny", "main", "--user", "alice")
@@ -193,7 +192,7 @@ def test_install_with_enforce_off_shows_what_would_be_rejected_and_warns_of_noth
     assert result.stdout.splitlines() == [
         "installed acme/bert-tiny",
         "hf-publish: would reject refs/heads/main of acme/bert-tiny, which publishes to "
-        "https://huggingface.co/acme/bert-tiny (branch main) (enforce is off, so it lands):",
+        "https://huggingface.co/acme/bert-tiny (branch main) (enforce is off, so it lands in Gitea but is not published):",
         "  model.bin: pickle files can run code when loaded (convert the weights to safetensors)",
         "  train.py:3: looks like a Hugging Face token (remove it, rewrite the commit, and revoke the token)",
         "hf-publish: accepted refs/tags/v1.0 of acme/bert-tiny, which publishes to "

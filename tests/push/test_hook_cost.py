@@ -34,9 +34,23 @@ def test_a_push_runs_the_same_number_of_git_processes_for_3_or_300_files(clone: 
         counts.append(git_processes(trace))
     assert counts[0] == counts[1], counts
     # receive-pack's own (unpack, connectivity rev-list, alternate refs, gc --auto) and ours: the fast-forward
-    # test, one diff-tree and one content batch. post-receive runs none.
+    # test, one diff-tree, one batch of sizes and one of contents. post-receive runs none.
     assert sorted(counts[0]) == sorted(["receive-pack", "unpack", "rev-list", "for-each-ref", "gc",
-                                        "merge-base", "diff-tree", "cat-file"])
+                                        "merge-base", "diff-tree", "cat-file", "cat-file"])
+
+
+def test_thirty_refs_of_one_commit_read_its_files_once(clone: Clone, tmp_path: Path):
+    clone.commit()
+    assert clone.push("main").ok
+    clone.commit({f"data/{i}.txt": f"line {i}\n" for i in range(50)})
+    tags = [f"v1.{i}" for i in range(30)]
+    for tag in tags:
+        clone.git("tag", tag)
+    trace = tmp_path / "trace.log"
+    assert clone.push("main", *tags, env={"GIT_TRACE": str(trace)}).ok
+    # Per ref only what cannot be shared: listing its files. The contents come in one batch for all.
+    assert git_processes(trace).count("cat-file") == 3  # the tags peeled, then sizes and contents
+
 
 
 def test_the_hook_path_never_imports_the_hub_client_or_the_cli(gitea: GiteaServer, clone: Clone):

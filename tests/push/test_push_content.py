@@ -98,7 +98,7 @@ def test_git_lfs_objects_must_be_on_the_server(clone: Clone, gitea: GiteaServer)
     oid = clone.write_lfs("model.safetensors", b"weights that were never uploaded", upload=False)
     clone.commit()
     assert_rejected(clone, "main", lines=[HEADER, f"  model.safetensors: Git LFS object {oid[:12]} is not on the "
-                                          "server (run: git lfs push --all origin, then push again)"])
+                                          "server, or does not match its pointer (run: git lfs push --all origin, then push again)"])
     gitea.store_lfs(b"weights that were never uploaded")
     # Now uploaded, the header check reads the object from the store and finds it is no safetensors file.
     assert clone.push("main").remote[1].startswith("  model.safetensors: ")
@@ -158,16 +158,38 @@ def test_an_existing_branch_has_only_its_changed_files_checked(clone: Clone, git
     assert clone.push("main").ok  # old.json is unchanged, so not checked again
 
 
-def test_enforce_false_reports_would_reject_and_lets_the_push_land(clone: Clone, gitea: GiteaServer):
+def test_enforce_false_reports_would_reject_lets_the_push_land_and_publishes_nothing(clone: Clone, gitea: GiteaServer):
     gitea.config_path.write_text(gitea.config_path.read_text() + "enforce: false\n")
-    clone.commit({"config.json": "{"})
+    new = clone.commit({"config.json": "{"})
     result = clone.push("main")
     assert result.ok
-    assert result.remote[:2] == [
+    assert result.remote == [
         "hf-publish: would reject refs/heads/main of acme/bert-tiny, which publishes to "
-        "https://huggingface.co/acme/bert-tiny (branch main) (enforce is off, so it lands):",
+        "https://huggingface.co/acme/bert-tiny (branch main) (enforce is off, so it lands in Gitea but is not "
+        "published):",
         "  config.json: not valid JSON at line 1 (fix the file, or exclude it)"]
-    assert result.remote[2].startswith("hf-publish: queued acme/bert-tiny@")
+    assert clone.server_refs()["refs/heads/main"] == new
+    assert gitea.queued_jobs() == []
+
+
+def test_enforce_false_publishes_a_push_that_passes_every_rule(clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text(gitea.config_path.read_text() + "enforce: false\n")
+    clone.commit({"config.json": "{}"})
+    result = clone.push("main")
+    assert result.ok
+    assert [line.split(", job ")[0] for line in result.remote] == [
+        f"hf-publish: queued acme/bert-tiny@{clone.git('rev-parse', 'HEAD')[:7]} -> "
+        "https://huggingface.co/acme/bert-tiny (main)"]
+    assert len(gitea.queued_jobs()) == 1
+
+
+def test_enforce_false_does_not_publish_a_non_publishers_push(clone: Clone, gitea: GiteaServer):
+    gitea.config_path.write_text(gitea.config_path.read_text() + "enforce: false\n")
+    clone.commit({"config.json": "{}"})
+    result = clone.push("main", user="mallory")
+    assert result.ok
+    assert result.remote[1].startswith("  refs/heads/main: mallory may not publish to acme/bert-tiny")
+    assert gitea.queued_jobs() == []
 
 
 def test_a_long_list_of_problems_is_capped(clone: Clone):

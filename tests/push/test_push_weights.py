@@ -56,8 +56,9 @@ def test_a_truncated_safetensors_file_is_refused(clone: Clone):
 def test_pickles_are_refused_by_default_with_the_way_out(clone: Clone):
     clone.write_lfs("pytorch_model.bin", (FIXTURES / "torch_state_dict_zip.pt").read_bytes())
     clone.commit()
-    assert_rejected(clone, "main", lines=[HEADER, "  pytorch_model.bin: pickle files can run code when loaded "
-                                          "(convert the weights to safetensors)"])
+    # Named for what its content is: a torch checkpoint is a zip of pickles.
+    assert_rejected(clone, "main", lines=[HEADER, "  pytorch_model.bin: PyTorch zip checkpoint files can run code "
+                                          "when loaded (convert the weights to safetensors)"])
 
 
 def test_allowlist_accepts_a_real_torch_state_dict_from_git_lfs(server: GiteaServer, tmp_path: Path):

@@ -340,7 +340,7 @@ def test_a_missing_lfs_object_is_permanent_and_names_path_and_oid(world: World):
     # The worker's own run of the push-time checks finds it first, with the line a pusher would have read.
     assert error.value.message == (f"the checks refuse what {world.clone.git('rev-parse', 'HEAD')[:12]} would "
                                    f"publish to {world.repo_id} branch main: weights.bin: Git LFS object "
-                                   f"{oid[:12]} is not on the server (run: git lfs push --all origin, then push "
+                                   f"{oid[:12]} is not on the server, or does not match its pointer (run: git lfs push --all origin, then push "
                                    "again)")
 
 

@@ -344,6 +344,22 @@ def test_a_missing_lfs_object_is_permanent_and_names_path_and_oid(world: World):
                                    "again)")
 
 
+def test_with_enforce_off_the_worker_still_publishes_only_what_passes_every_check(world: World):
+    world.configure(worker="enforce: false\n")
+    first_commit(world)
+    world.push("main")
+    oid = world.clone.write_lfs("more.bin", WEIGHTS + b"more")
+    world.clone.commit()
+    world.push("main")
+    take_job(world.server, "refs/heads/main")  # the first push's job
+    os.remove(lfs_store_object(world.server, oid))
+    with pytest.raises(PublishError) as error:
+        world.publish()
+    assert not error.value.retryable
+    assert error.value.message.startswith("the checks refuse what ")
+    assert set(world.hub_files()) == {".gitattributes"}  # the Hub's own: nothing of the push was published
+
+
 def test_hub_outages_are_retryable_and_fail_fast(world: World):
     first_commit(world)
     world.push("main")

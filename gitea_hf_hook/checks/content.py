@@ -78,7 +78,7 @@ def passed_marker(config: Config, card: CardRule, oid: str) -> str:
     return os.path.join(config.spool, "cards", f"{oid}-{rule:08x}")
 
 
-def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes | None] | None, *,
+def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes | None] | None, budget: Budget, *,
                markers: bool = True) -> list[Problem]:
     """The whole-tree check: README.md at the new tip. A card that passed before is not parsed again, unless
     ``markers`` is off: the worker trusts no marker, since Gitea's user can write them."""
@@ -99,8 +99,8 @@ def check_card(config: Config, rule: RepoRule, obj: tuple[str, str, int, bytes |
         f = open_lfs(config.lfs_root, pointer)
         if f is None:
             return []  # the LFS check of README.md reports the missing object
-        with f:
-            data = f.read(MAX_CARD)
+        with f, budget.metered(f) as metered:
+            data = metered.read(MAX_CARD)
     from .scanners.model_card import check_model_card
 
     metrics = {name: (op, value) for name, op, value in card.metrics}
@@ -161,7 +161,8 @@ def check_refs(config: Config, rule: RepoRule, wanted: list[Wanted], budget: Bud
     limit = max(int(checks.max_blob_mb * MIB), lfs.MAX_POINTER_SIZE)
     # Sized first, so that nothing over the limit is read at all, and the whole read is counted before it starts.
     infos = dict(zip(specs, git.object_info(specs, cwd=cwd), strict=True))
-    sizes = {spec: info[2] for spec, info in infos.items() if info is not None and info[2] <= limit}
+    sizes = {spec: info[2] for spec, info in infos.items() if info is not None and info[2] <= limit
+             and (info[1] == "blob" or spec in cards.values())}
     wanted_specs = list(sizes)
     budget.scan(sum(sizes.values()))
     card_specs = set(cards.values())
@@ -172,7 +173,9 @@ def check_refs(config: Config, rule: RepoRule, wanted: list[Wanted], budget: Bud
         if obj is None:
             continue
         if spec in card_specs:
-            card_problems[spec] = check_card(config, rule, obj, markers=markers)
+            if obj[0] not in card_problems:  # one README under many refs is checked once
+                card_problems[obj[0]] = check_card(config, rule, obj, budget, markers=markers)
+            card_problems[spec] = card_problems[obj[0]]
         if obj[1] == "blob" and obj[3] is not None and spec in kinds:
             for kind in kinds[spec]:
                 found[spec, kind] = scanner.blob(obj[3], kind)
@@ -184,10 +187,15 @@ def check_refs(config: Config, rule: RepoRule, wanted: list[Wanted], budget: Bud
             if spec in card_problems:
                 ref_problems += card_problems[spec]
             else:  # missing, not a file, or too large to read
-                ref_problems += check_card(config, rule, None if info is None else (*info, None), markers=markers)
+                ref_problems += check_card(config, rule, None if info is None else (*info, None), budget,
+                                           markers=markers)
         for file in files[w.ref]:
             info = infos[file.oid]
-            if info is not None and info[2] > limit:
+            if info is not None and info[1] != "blob":
+                # A file's mode naming a commit or a tree, which a crafted tree can hold: its bytes are nobody's file.
+                ref_problems.append(Problem(file.shown, f"is a git {info[1]}, not a file",
+                                            "rebuild the commit with git add and git commit"))
+            elif info is not None and info[2] > limit:
                 ref_problems.append(_too_large(file, info[2], checks))
             elif (file.oid, file.kind) in found:
                 ref_problems += findings_at(file.shown, found[file.oid, file.kind])

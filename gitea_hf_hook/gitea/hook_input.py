@@ -57,8 +57,10 @@ def parse_updates(text: str) -> list[Update]:
     """The hook's standard input as updates. Blank lines (Gitea's dispatcher adds one) and lines that are not
     ``<old> <new> <ref>`` are skipped: git itself never writes those."""
     updates = []
-    for line in text.splitlines():
-        parts = line.split(" ", 2)
+    # Split on newlines alone: git allows U+2028 and U+0085 in a ref name, and splitlines() would read
+    # "refs/heads/main\u2028x" as a creation of refs/heads/main.
+    for line in text.split("\n"):
+        parts = line.removesuffix("\r").split(" ", 2)
         if len(parts) == 3 and all(parts):
             updates.append(Update(*parts))
     return updates

@@ -31,7 +31,9 @@ def notice(config: Config, job: Job) -> str:
         what = f"{job.request.repository}@{job.request.commit[:7]}"
     else:
         what = f"deletion of {target.kind} {target.revision}"
-    return f"{PREFIX} queued {what} -> {target.url(config.hub_endpoint)} ({target.revision}), job {job.id}"
+    from ..checks.problems import show_path  # a tag name may hold bidi controls
+
+    return show_path(f"{PREFIX} queued {what} -> {target.url(config.hub_endpoint)} ({target.revision}), job {job.id}")
 
 
 def prepare_jobs(config: Config, push: Push, verdicts: list[Verdict]) -> None:

@@ -28,7 +28,10 @@ def render(repo: str, ref: str, target: str, problems: list[Problem], *, enforce
                 "(enforce is off, so it lands in Gitea but is not published):")
     lines = [head]
     shown = problems if len(problems) <= MAX_LINES else problems[:MAX_LINES - 1]
-    lines += [f"  {p}" for p in shown]
+    # Paths come escaped already; a message may quote a ref or tag name, which is escaped here.
+    from ..checks.problems import show_path
+
+    lines += [f"  {show_path(str(p))}" for p in shown]
     if len(shown) < len(problems):
         lines.append(f"  … and {len(problems) - len(shown)} more")
     return lines

@@ -65,7 +65,11 @@ def _files(rule: RepoRule, entries: list[git.Entry], cwd: str) -> dict[str, File
     for item in git.read_objects(sorted({e.oid for _, e in wanted}), cwd=cwd, limit=lfs.MAX_POINTER_SIZE):
         if item is None:
             continue
-        oid, _kind, size, data = item
+        oid, kind, size, data = item
+        if kind != "blob":
+            # A tree entry with a file's mode can name a commit or a tree: its bytes are no file of the push.
+            raise GitError(f"{oid} is published as a file but is a git {kind}",
+                           "rebuild the commit with git add and git commit")
         sizes[oid] = size
         if data is not None:
             if (pointer := lfs.parse_pointer(data)) is not None:

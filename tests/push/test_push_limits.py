@@ -144,4 +144,20 @@ def test_a_bidi_control_in_a_tag_name_cannot_reorder_the_push_output(clone: Clon
     clone.git("tag", tag)
     # The tagged commit is on no publishing branch yet, so the tag is refused, and its name printed escaped.
     result = clone.push(f"refs/tags/{tag}")
-    assert result.remote[0] == header("refs/tags/v1\\u202egpj.exe", "tag", "v1\\u202egpj.exe")
+    assert result.remote[:2] == [
+        header("refs/tags/v1\\u202egpj.exe", "tag", "v1\\u202egpj.exe"),
+        "  refs/tags/v1\\u202egpj.exe: tagged commit "
+        f"{clone.git('rev-parse', 'HEAD')[:12]} is not on a publishing branch (push it to main first, or in the same push)"]
+
+
+def test_a_line_separator_in_a_ref_name_is_not_read_as_another_ref(clone: Clone):
+    first = clone.commit()
+    assert clone.push("main").ok
+    second = clone.commit({"more.txt": "x"})
+    assert clone.push("main").ok
+    # "main" U+2028 "x" is a ref name git allows: it must not read as a creation of main at the old commit.
+    result = clone.push(f"{first}:refs/heads/main\u2028x")
+    assert result.ok
+    assert result.remote == []  # refs/heads/main<LS>x does not publish, and main is untouched
+    assert clone.server_refs()["refs/heads/main"] == second
+    assert clone.server_refs()["refs/heads/main\u2028x"] == first

@@ -36,3 +36,15 @@ def test_an_excluded_cache_folder_is_not_checked(clone: Clone, gitea: GiteaServe
         "    checks:", '    exclude: [".cache/"]\n    checks:'))
     clone.commit({".cache/huggingface/config.json": "{}"})
     assert clone.push("main").ok
+
+
+def test_a_file_entry_naming_a_commit_is_refused(clone: Clone):
+    # A tree written byte by byte, as a hostile pusher would: a file's mode, and the id of a commit whose message
+    # could hold anything, past every content check.
+    card = clone.git("hash-object", "-w", "README.md")
+    payload = clone.git("commit-tree", clone.git("mktree", input=b""), "-m", "any bytes at all")
+    entries = (b"100644 README.md\0" + bytes.fromhex(card) + b"100644 leak.txt\0" + bytes.fromhex(payload))
+    tree = clone.git("hash-object", "-t", "tree", "-w", "--literally", "--stdin", input=entries)
+    commit = clone.git("commit-tree", tree, "-m", "crafted")
+    assert_rejected(clone, f"{commit}:refs/heads/main", lines=[
+        HEADER, "  leak.txt: is a git commit, not a file (rebuild the commit with git add and git commit)"])

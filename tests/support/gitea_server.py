@@ -205,7 +205,8 @@ class Clone:
         """Every ref of the Gitea repository and what it points at."""
         out = subprocess.run(["git", "for-each-ref", "--format=%(refname) %(objectname)"], cwd=self.bare,
                              capture_output=True, check=True, text=True).stdout
-        return dict(line.split(" ", 1) for line in out.splitlines())
+        # Ref names may hold U+2028 and the like, which splitlines() would split on.
+        return dict(line.rsplit(" ", 1) for line in out.split("\n") if line)
 
     def push(self, *refspecs: str, user: str | None = "alice", via: str = "ssh", deploy_key: int = 0,
              force: bool = False, env: dict[str, str] | None = None) -> PushResult:

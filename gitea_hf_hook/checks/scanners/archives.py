@@ -17,18 +17,13 @@ use, through a file wrapper that caps each read so a forged header cannot make i
 
 from __future__ import annotations
 
-import ast
-import bz2
-import io
-import lzma
 import re
-import struct
-import tarfile
-import tokenize
-import zipfile
-import zlib
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
+
+# Every pushed file is sniffed, and few are archives: the readers (zipfile, tarfile, ast, tokenize, struct and
+# the decompressors, ~8 ms of imports on a push measured in milliseconds) are imported inside the functions
+# that handle a file whose head says it is theirs.
 
 MAX_ZIP_MEMBERS = 100_000
 MAX_CD_BYTES = 32 << 20
@@ -36,14 +31,15 @@ MAX_TAR_MEMBERS = 100_000
 MAX_TAR_READ = 1 << 20  # a tar header or a pax/GNU extended header
 MAX_NPY_HEADER = 64 << 10
 
-_EOCD, _EOCD_SIZE = struct.Struct("<4s4H2LH"), 22
-_LOCATOR = struct.Struct("<4sLQL")
-_EOCD64 = struct.Struct("<4sQ2H2L4Q")
-_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
-_LOCAL = struct.Struct("<4s2B4HL2L2H")
+# struct formats and their sizes
+_EOCD, _EOCD_SIZE = "<4s4H2LH", 22
+_LOCATOR, _LOCATOR_SIZE = "<4sLQL", 20
+_EOCD64, _EOCD64_SIZE = "<4sQ2H2L4Q", 56
+_CENTRAL, _CENTRAL_SIZE = "<4s4B4HL2L5H2L", 46
+_LOCAL, _LOCAL_SIZE = "<4s2B4HL2L2H", 30
 _U32, _U16 = 0xFFFF_FFFF, 0xFFFF
 _DESCRIPTOR_BIT, _UTF8_BIT, ENCRYPTED_BIT = 0x08, 0x800, 0x01
-STORED = 0
+STORED, _DEFLATED, _BZIP2, _LZMA = 0, 8, 12, 14  # zipfile's ZIP_* method numbers
 _NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -74,12 +70,18 @@ def _read_at(f: BinaryIO, offset: int, n: int) -> bytes:
     return f.read(n)
 
 
+def _unpack(fmt: str, data: bytes) -> tuple[Any, ...]:
+    import struct  # struct caches the compiled format
+
+    return struct.unpack(fmt, data)
+
+
 def _extra(extra: bytes) -> dict[int, bytes]:
     fields: dict[int, bytes] = {}
     while extra:
         if len(extra) < 4:
             raise ZipProblem("zip archive has a corrupt extra field")
-        kind, length = struct.unpack("<HH", extra[:4])
+        kind, length = _unpack("<HH", extra[:4])
         if length + 4 > len(extra) or kind in fields:
             raise ZipProblem("zip archive has a corrupt extra field")
         fields[kind], extra = extra[4:4 + length], extra[4 + length:]
@@ -111,23 +113,23 @@ def _end(f: BinaryIO, size: int) -> tuple[int, int, int]:
         if tail.rfind(b"PK\x05\x06", 0, len(tail) - _EOCD_SIZE + 1) >= 0:
             raise ZipProblem("zip archive has more than one end record")
         raise NotZip
-    _, disk, cd_disk, here, total, cd_size, cd_offset, comment = _EOCD.unpack(tail[at:at + _EOCD_SIZE])
+    _, disk, cd_disk, here, total, cd_size, cd_offset, comment = _unpack(_EOCD, tail[at:at + _EOCD_SIZE])
     pos = size - tail_len + at
     if pos + _EOCD_SIZE + comment != size:
         raise ZipProblem("zip archive has data after its end record")
-    locator = _read_at(f, pos - _LOCATOR.size, _LOCATOR.size) if pos >= _LOCATOR.size else b""
+    locator = _read_at(f, pos - _LOCATOR_SIZE, _LOCATOR_SIZE) if pos >= _LOCATOR_SIZE else b""
     if locator[:4] != b"PK\x06\x07":
         if _U32 in (cd_size, cd_offset) or _U16 in (disk, cd_disk, here, total):
             raise ZipProblem("zip archive is missing its zip64 end record")
         cd_end = pos
     else:
-        _, z64_disk, z64_offset, disks = _LOCATOR.unpack(locator)
-        cd_end = pos - _LOCATOR.size - _EOCD64.size
-        record = _read_at(f, cd_end, _EOCD64.size) if cd_end >= 0 else b""
-        if z64_disk or disks > 1 or z64_offset != cd_end or len(record) != _EOCD64.size:
+        _, z64_disk, z64_offset, disks = _unpack(_LOCATOR, locator)
+        cd_end = pos - _LOCATOR_SIZE - _EOCD64_SIZE
+        record = _read_at(f, cd_end, _EOCD64_SIZE) if cd_end >= 0 else b""
+        if z64_disk or disks > 1 or z64_offset != cd_end or len(record) != _EOCD64_SIZE:
             raise ZipProblem("zip archive has a misplaced zip64 end record")
-        sig, length, _, _, disk, cd_disk, here, total, cd_size, cd_offset = _EOCD64.unpack(record)
-        if sig != b"PK\x06\x06" or length != _EOCD64.size - 12:
+        sig, length, _, _, disk, cd_disk, here, total, cd_size, cd_offset = _unpack(_EOCD64, record)
+        if sig != b"PK\x06\x06" or length != _EOCD64_SIZE - 12:
             raise ZipProblem("zip archive has a misplaced zip64 end record")
     if disk or cd_disk or here != total:
         raise ZipProblem("zip archive spans several disks")
@@ -146,13 +148,13 @@ def _directory(f: BinaryIO, total: int, cd_offset: int, cd_end: int) -> list[tup
     names: set[bytes] = set()
     at = 0
     for _ in range(total):
-        if at + _CENTRAL.size > len(data):
+        if at + _CENTRAL_SIZE > len(data):
             raise ZipProblem("zip archive's directory is truncated")
-        fields = _CENTRAL.unpack(data[at:at + _CENTRAL.size])
+        fields = _unpack(_CENTRAL, data[at:at + _CENTRAL_SIZE])
         flags, method, crc, csize, usize, nlen, elen, clen, disk, offset = (
             fields[5], fields[6], fields[9], fields[10], fields[11], fields[12], fields[13], fields[14],
             fields[15], fields[18])
-        start = at + _CENTRAL.size
+        start = at + _CENTRAL_SIZE
         raw, extra = data[start:start + nlen], data[start + nlen:start + nlen + elen]
         if fields[0] != b"PK\x01\x02" or start + nlen + elen + clen > len(data) or disk not in (0, _U16):
             raise ZipProblem("zip archive's directory is corrupt")
@@ -174,8 +176,8 @@ def _descriptor_fits(gap: bytes, crc: int, csize: int, usize: int) -> bool:
     if gap[:4] == b"PK\x07\x08":
         gap = gap[4:]
     if len(gap) == 12:
-        return struct.unpack("<3L", gap) == (crc, csize, usize)
-    return len(gap) == 20 and struct.unpack("<LQQ", gap) == (crc, csize, usize)
+        return _unpack("<3L", gap) == (crc, csize, usize)
+    return len(gap) == 20 and _unpack("<LQQ", gap) == (crc, csize, usize)
 
 
 def zip_members(f: BinaryIO, size: int) -> list[Member]:
@@ -187,10 +189,10 @@ def zip_members(f: BinaryIO, size: int) -> list[Member]:
     for i, (offset, member, crc) in enumerate(entries):
         if offset != expected:
             raise ZipProblem("zip archive has data before or between its members")
-        header = _read_at(f, offset, _LOCAL.size)
-        if len(header) != _LOCAL.size:
+        header = _read_at(f, offset, _LOCAL_SIZE)
+        if len(header) != _LOCAL_SIZE:
             raise ZipProblem("zip archive's member headers are truncated")
-        sig, _, _, flags, method, _, _, lcrc, lcsize, lusize, nlen, elen = _LOCAL.unpack(header)
+        sig, _, _, flags, method, _, _, lcrc, lcsize, lusize, nlen, elen = _unpack(_LOCAL, header)
         rest = f.read(nlen + elen)
         if sig != b"PK\x03\x04" or len(rest) != nlen + elen:
             raise ZipProblem("zip archive's member headers are corrupt")
@@ -202,7 +204,7 @@ def zip_members(f: BinaryIO, size: int) -> list[Member]:
                 raise ZipProblem("zip member headers differ from the archive's directory")
         if method == STORED and member.csize != member.usize:
             raise ZipProblem("zip member headers differ from the archive's directory")
-        start = offset + _LOCAL.size + nlen + elen
+        start = offset + _LOCAL_SIZE + nlen + elen
         end = start + member.csize
         following = entries[i + 1][0] if i + 1 < len(entries) else cd_offset
         if flags & _DESCRIPTOR_BIT:
@@ -224,17 +226,30 @@ def member_data(f: BinaryIO, member: Member, limit: int) -> bytes:
     takes no cap), so a bomb costs no more than ``limit``."""
     if member.method == STORED:
         return _read_at(f, member.start, min(member.csize, limit + 1))
-    if member.method not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+    if member.method not in (_DEFLATED, _BZIP2, _LZMA):
         raise Unreadable
     f.seek(member.start)
     left, out, pending = member.csize, bytearray(), b""
+    errors: tuple[type[Exception], ...] = (OSError, EOFError, ValueError)  # what bz2 raises on corrupt data
     try:
-        inflate = zlib.decompressobj(-15)
-        unbzip = bz2.BZ2Decompressor()
-        unlzma = zipfile.LZMADecompressor()  # type: ignore[attr-defined]
+        if member.method == _DEFLATED:
+            import zlib
+
+            inflate, errors = zlib.decompressobj(-15), (*errors, zlib.error)
+        elif member.method == _BZIP2:
+            import bz2
+
+            unbzip = bz2.BZ2Decompressor()
+        else:
+            import lzma
+            import struct
+            import zipfile  # its LZMADecompressor reads the properties header zip puts before the stream
+
+            errors = (*errors, lzma.LZMAError, struct.error)  # struct: a properties header cut short
+            unlzma = zipfile.LZMADecompressor()  # type: ignore[attr-defined]
         while len(out) <= limit:
             room = limit + 1 - len(out)
-            if member.method == zipfile.ZIP_BZIP2 and not unbzip.needs_input:
+            if member.method == _BZIP2 and not unbzip.needs_input:
                 out += unbzip.decompress(b"", room)  # what it holds from the last piece
                 continue
             if not pending:
@@ -242,11 +257,11 @@ def member_data(f: BinaryIO, member: Member, limit: int) -> bytes:
                 left -= len(pending)
                 if not pending:
                     break
-            if member.method == zipfile.ZIP_DEFLATED:
+            if member.method == _DEFLATED:
                 out += inflate.decompress(pending, room)
                 pending = inflate.unconsumed_tail
                 done = inflate.eof
-            elif member.method == zipfile.ZIP_BZIP2:
+            elif member.method == _BZIP2:
                 out += unbzip.decompress(pending, room)
                 pending, done = b"", unbzip.eof
             else:
@@ -254,7 +269,7 @@ def member_data(f: BinaryIO, member: Member, limit: int) -> bytes:
                 pending, done = pending[1024:], unlzma.eof
             if done:
                 break
-    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, struct.error) as exc:
+    except errors as exc:
         raise Unreadable from exc
     return bytes(out[:limit + 1])
 
@@ -295,8 +310,38 @@ class _Capped:
         return self._f.tell()
 
 
+_TAR_BLOCK = 512
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+
+
+def _checksum_holds(block: bytes) -> bool:
+    """tarfile's own first test of a header (``nti`` of the checksum field against ``calc_chksums``), done
+    here so that tarfile is imported only for a file that passes it; rejects nothing tarfile accepts."""
+    if len(block) != _TAR_BLOCK or not block.strip(b"\x00"):
+        return False
+    field = block[148:156]
+    if field[0] in (0o200, 0o377):  # base-256
+        stored = int.from_bytes(field[1:], "big")
+        if field[0] == 0o377:
+            stored -= 256 ** 7
+    else:
+        try:
+            text = field.split(b"\x00", 1)[0].decode("ascii")
+            stored = int(text.strip() or "0", 8)
+        except ValueError:
+            return False
+    rest = block[:148] + block[156:]
+    unsigned = 256 + sum(rest)  # the checksum field counts as eight spaces
+    high = len(rest) - len(rest.translate(None, _HIGH_BYTES))
+    return stored in (unsigned, unsigned - 256 * high)  # tarfile accepts the signed sum too
+
+
 def is_tar(head: bytes) -> bool:
     """Whether tarfile would open a file starting with ``head``: its first header's checksum holds."""
+    if not _checksum_holds(head[:_TAR_BLOCK]):
+        return False
+    import tarfile
+
     try:
         tarfile.TarInfo.frombuf(head[:tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
     except (tarfile.TarError, ValueError, OverflowError):
@@ -314,6 +359,9 @@ def _zeros_after(f: BinaryIO, offset: int, size: int) -> bool:
 
 def tar_members(f: BinaryIO, size: int) -> Iterator[TarMember]:
     """The members tarfile lists, in order; raises TarProblem where it stops being safe to go on."""
+    import struct
+    import tarfile
+
     f.seek(0)
     try:
         with tarfile.open(fileobj=_Capped(f), mode="r:") as tar:  # type: ignore[call-overload]
@@ -343,7 +391,8 @@ class NpyHeader(NamedTuple):
 
 
 # Type strings np.save writes for arrays without objects; anything else is taken to hold them.
-_PLAIN_DTYPE = re.compile(r"[<>|=]?(?:[biufcSUVa?]\d*|[mM]8?(?:\[\d*[a-zA-Z]+\])?)")
+# Compiled (and cached) by re on the first array read, not on import.
+_PLAIN_DTYPE = r"[<>|=]?(?:[biufcSUVa?]\d*|[mM]8?(?:\[\d*[a-zA-Z]+\])?)"
 
 
 def _has_objects(descr: object) -> bool:
@@ -352,7 +401,7 @@ def _has_objects(descr: object) -> bool:
         seen += 1
         item = pending.pop()
         if isinstance(item, str):
-            if not _PLAIN_DTYPE.fullmatch(item):
+            if not re.fullmatch(_PLAIN_DTYPE, item):
                 return True
         elif isinstance(item, tuple) and len(item) >= 2:  # a subarray: (dtype, shape)
             pending.append(item[0])
@@ -368,6 +417,9 @@ def _has_objects(descr: object) -> bool:
 
 def _filter_header(text: str) -> str:
     """numpy's own clean-up of Python 2 headers: drop the L of long integers."""
+    import io
+    import tokenize
+
     tokens: list[tokenize.TokenInfo] = []
     after_number = False
     for token in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -383,6 +435,9 @@ def npy_header(f: BinaryIO, start: int, end: int) -> NpyHeader | str | None:
     head = _read_at(f, start, 12)
     if head[:6] != _NPY_MAGIC or len(head) < 12 or (head[6], head[7]) not in ((1, 0), (2, 0), (3, 0)):
         return None
+    import ast
+    import tokenize
+
     version = head[6]
     offset = 10 if version == 1 else 12
     length = int.from_bytes(head[8:offset], "little")

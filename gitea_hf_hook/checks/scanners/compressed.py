@@ -8,28 +8,47 @@ Output is capped per call, so a bomb costs no more than the limit asked for.
 
 from __future__ import annotations
 
-import bz2
-import lzma
-import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO, NamedTuple
+
+# A decompressor with decompress(data, max_length), eof and unused_data, and the error its module raises on
+# corrupt data. Each module is imported when a file opens with its magic, not for every file sniffed.
+Factory = Callable[[], tuple[Any, type[Exception]]]
 
 
 class Stream(NamedTuple):
     name: str  # for messages
-    factory: Callable[[], Any]  # a decompressor with decompress(data, max_length), eof and unused_data
+    factory: Factory
 
 
-def _zlib(wbits: int) -> Callable[[], Any]:
-    return lambda: zlib.decompressobj(wbits)
+def _zlib(wbits: int) -> Factory:
+    def factory() -> tuple[Any, type[Exception]]:
+        import zlib
+
+        return zlib.decompressobj(wbits), zlib.error
+    return factory
+
+
+def _bz2() -> tuple[Any, type[Exception]]:
+    import bz2
+
+    return bz2.BZ2Decompressor(), OSError  # "Invalid data stream"
+
+
+def _lzma(alone: bool) -> Factory:
+    def factory() -> tuple[Any, type[Exception]]:
+        import lzma
+
+        return lzma.LZMADecompressor(lzma.FORMAT_ALONE if alone else lzma.FORMAT_XZ), lzma.LZMAError
+    return factory
 
 
 # joblib detects these prefixes; a zlib header must also pass its own check (a multiple of 31).
 _STREAMS = (
     (b"\x1f\x8b", Stream("gzip", _zlib(31))),
-    (b"BZh", Stream("bz2", bz2.BZ2Decompressor)),
-    (b"\xfd7zXZ\x00", Stream("xz", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ))),
-    (b"\x5d\x00\x00", Stream("lzma", lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE))),
+    (b"BZh", Stream("bz2", _bz2)),
+    (b"\xfd7zXZ\x00", Stream("xz", _lzma(alone=False))),
+    (b"\x5d\x00\x00", Stream("lzma", _lzma(alone=True))),
 )
 
 
@@ -53,7 +72,7 @@ class Content(NamedTuple):
 def decompress(f: BinaryIO, size: int, stream: Stream, limit: int) -> Content:
     """What the stream at the start of ``f`` holds, as far as ``limit``; what a reader was served before a
     problem is returned too, since a loader may already have run it."""
-    decompressor = stream.factory()
+    decompressor, corrupt = stream.factory()
     f.seek(0)
     out, left, pending = bytearray(), size, b""
     try:
@@ -71,7 +90,7 @@ def decompress(f: BinaryIO, size: int, stream: Stream, limit: int) -> Content:
             out += decompressor.decompress(pending, limit + 1 - len(out))
             # zlib hands back what it did not take; bz2 and lzma keep it, and take b"" to go on.
             pending = getattr(decompressor, "unconsumed_tail", b"")
-    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError):
+    except (corrupt, OSError, EOFError, ValueError):
         return Content(bytes(out[:limit + 1]), False, f"{stream.name} stream is corrupt", False)
     if decompressor.eof and (decompressor.unused_data or left > 0):
         return Content(bytes(out[:limit + 1]), True,

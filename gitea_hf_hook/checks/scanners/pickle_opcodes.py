@@ -7,7 +7,6 @@ memo as it changes the real ones (see ``pickle_walk`` for what is defended and w
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -38,12 +37,13 @@ from .pickle_walk import (
     keep,
 )
 
-_DECIMAL = re.compile(rb"-?(?:0|[1-9][0-9]{0,40})")
-
 
 def _text_int(digits: bytes) -> object:
-    """A text integer's value where C and Python agree on it (plain decimal), else just a number."""
-    return int(digits) if _DECIMAL.fullmatch(digits) else OTHER
+    """A text integer's value where C and Python agree on it (plain decimal, up to 41 digits, no leading zero),
+    else just a number."""
+    body = digits[1:] if digits[:1] == b"-" else digits
+    plain = body.isdigit() and len(body) <= 41 and (body == b"0" or body[:1] != b"0")
+    return int(digits) if plain else OTHER
 
 
 def _memo_index(line: bytes) -> int:

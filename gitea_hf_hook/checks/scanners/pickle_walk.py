@@ -40,7 +40,6 @@ and a sniffing walk, which reads at most ``Budget.reads`` bytes, can cross large
 
 from __future__ import annotations
 
-import _compat_pickle
 from collections.abc import Callable, Mapping
 from typing import BinaryIO, NamedTuple
 
@@ -330,6 +329,8 @@ class Walker:
     # --- imports, calls and mutations ------------------------------------------------------------------
 
     def resolve(self, module: str, name: str) -> Global:
+        import _compat_pickle  # only pickles import anything: not loaded for the text files sniffed
+
         if self.proto < 3 and (module, name) in _compat_pickle.NAME_MAPPING:  # as find_class with fix_imports
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         elif self.proto < 3 and module in _compat_pickle.IMPORT_MAPPING:

@@ -106,9 +106,7 @@ class Scanner:
             f.seek(0)
             found += _json(f.read(size))
         if checks.secrets:
-            from .scanners import secrets as _s  # TEMPORARY
-            scan_secrets = _s.scan_secrets
-            scan_secrets_file = getattr(_s, "scan_secrets_file", lambda f, n: _s.scan_secrets(f.read(n)))
+            from .scanners.secrets import scan_secrets, scan_secrets_file
 
             if data is not None:
                 found += scan_secrets(data)

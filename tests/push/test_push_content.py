@@ -14,7 +14,7 @@ HEADER = ("hf-publish: rejected refs/heads/main of acme/bert-tiny, which publish
 
 
 def fake_token() -> str:
-    return "hf_" + "aB3dE5" * 6
+    return "hf_" + "aB3dE5" * 5 + "xYz9"  # 34 characters after the prefix, as issued tokens have
 
 
 def safetensors_bytes() -> bytes:

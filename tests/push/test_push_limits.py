@@ -132,6 +132,19 @@ def test_secrets_are_found_in_binary_files_and_in_git_lfs_objects(clone: Clone):
     ])
 
 
+def test_a_secret_deep_in_a_large_git_lfs_text_is_found_on_its_line(clone: Clone):
+    # The scanner reads LFS objects a window at a time; this token straddles the first window's end.
+    token = "hf_" + "aB3dE5" * 5 + "xYz9"
+    head = b"x" * 99 + b"\n"
+    lines = (1024 * 1024 - 10) // len(head)
+    text = head * lines + b" " * ((1024 * 1024 - 10) % len(head)) + token.encode() + b"\n" + head * 20_000
+    clone.write_lfs("train.log", text)
+    clone.commit()
+    assert_rejected(clone, "main", lines=[
+        HEADER, f"  train.log:{lines + 1}: looks like a Hugging Face token (remove it, rewrite the commit, "
+                "and revoke the token)"])
+
+
 def test_a_pickle_is_known_by_its_content_whatever_its_name(clone: Clone):
     clone.commit({"model.dat": pickle.dumps({"w": [1.0, 2.0]}, protocol=4)})
     assert_rejected(clone, "main", lines=[

@@ -260,7 +260,7 @@ def assert_rejected(clone: Clone, *refspecs: str, lines: list[str], **options: A
     Gitea repository stays where it was, and the hook printed exactly ``lines``."""
     before = clone.server_refs()
     result = clone.push(*refspecs, **options)
-    assert result.remote == lines
+    assert result.remote == lines, result.remote
     assert not result.ok, result.output
     assert clone.server_refs() == before, "a rejected push moved a ref"
     return result

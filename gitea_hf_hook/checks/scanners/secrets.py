@@ -1,45 +1,73 @@
 """Credential detection for pushed files: a few high-signal token formats, matched on raw bytes in one pass.
 
-Only formats with a distinctive prefix and length are reported, because every false positive blocks someone's
-push. Findings name the kind of secret and the line, never any part of the secret: push output is shown to the
-pusher and may be logged.
+Only formats with a distinctive prefix and a fixed shape are reported, because every false positive blocks
+someone's push. Findings name the kind of secret and the line, never any part of the secret: push output is
+shown to the pusher and may be logged.
+
+Every file is scanned, text or not: a NUL in a file's first bytes says nothing about what follows, and a key
+pasted into a notebook's output or a binary's string table is as leaked as one in a config file.
+
+The pattern is linear in the input, whatever the input: a pusher chooses every byte of it. Two rules keep it so.
+Every repeat is possessive (``*+``, ``{m,n}+``), or is followed by something it cannot match, so no run of
+characters is ever split between two parts in more than one way (the private-key header followed by a megabyte
+of blanks was the case that once took hours). And every repeat is bounded, so no match is longer than
+``MAX_MATCH`` bytes: a file is scanned in windows that overlap by more than that, with the same findings as one
+pass over the whole file, in memory bounded by the window.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
 
 from . import Finding, Findings
-
-TEXT_SNIFF_BYTES = 8 * 1024
 
 # A PEM/armor line break, raw or JSON-escaped: keys are most often leaked inside service-account JSON files.
 _NL = rb"(?:\r?\n|\\r\\n|\\n)"
 
 # One alternation with a named group per kind, so a 10 MB file costs one C-level regex pass. Every branch
-# starts with a bare literal byte and the group opens after it: that shape lets the engine skip between
-# candidate first bytes (h, a, A, g, x, -) in C instead of trying every branch at every offset (~10x faster
-# than groups wrapping whole branches). Leading word boundaries are checked in Python on the few hits, since a
-# look-behind would defeat that skip too.
+# starts with a bare literal byte (or a class of two) and the group opens after it: that shape lets the engine
+# skip between candidate first bytes (h, H, a, A, g, x, -) in C instead of trying every branch at every offset
+# (~10x faster than groups wrapping whole branches). Leading word boundaries are checked in Python on the few
+# hits, since a look-behind would defeat that skip too.
 # Compiled on first use: most pushes hold no file that passes the prefilter below, and compiling this costs a
 # push about 2 ms.
 _SECRET_PATTERN = (
-    rb"h(?P<huggingface>f_[A-Za-z0-9]{34,})"
-    rb"|a(?P<huggingface_org>pi_org_[A-Za-z0-9]{34,})"
-    rb"|A(?P<aws>(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9]))"
-    rb"|g(?P<github>h[pousr]_[A-Za-z0-9]{36,}|ithub_pat_[A-Za-z0-9_]{82,})"
-    rb"|g(?P<gitlab>lpat-[A-Za-z0-9_-]{20,})"
-    # Slack tokens carry a numeric team/user id after the prefix; requiring it skips "xoxb-your-bot-token".
-    rb"|x(?P<slack>ox[abposr]-(?=[A-Za-z0-9-]{20})[0-9]+-[A-Za-z0-9-]+)"
-    rb"|h(?P<slack_webhook>ttps://hooks\.slack\.com/(?:services/T[A-Z0-9]{8,}/B[A-Z0-9]{8,}/[A-Za-z0-9]{20,}"
-    rb"|(?:workflows|triggers)/T[A-Z0-9]{8,}/[A-Z0-9]{8,}/[0-9]+/[A-Za-z0-9]{20,}))"
+    # Hugging Face: exactly 34 letters or digits after the prefix.
+    rb"h(?P<huggingface>f_[A-Za-z0-9]{34})(?![A-Za-z0-9_])"
+    rb"|a(?P<huggingface_org>pi_org_[A-Za-z0-9]{34})(?![A-Za-z0-9_])"
+    # AWS access key ids: a four-letter kind and 16 base-32 characters.
+    rb"|A(?P<aws>(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16})(?![A-Za-z0-9])"
+    # GitHub: classic tokens have exactly 36 characters after the prefix; fine-grained ones 22, "_", 59.
+    rb"|g(?P<github>h[pousr]_[A-Za-z0-9]{36}|ithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})(?![A-Za-z0-9_])"
+    # GitLab personal access tokens: 20 characters, or the routable form with its dot and checksum.
+    rb"|g(?P<gitlab>lpat-(?:[A-Za-z0-9_-]{27,300}+\.[0-9a-z]{9}(?![A-Za-z0-9])"
+    rb"|[A-Za-z0-9_-]{20}(?![A-Za-z0-9_-])))"
+    # Slack tokens carry numeric workspace and user ids in fixed places: "xoxb-your-bot-token", or a number
+    # where an id should be and "#" where the secret should be, are not tokens.
+    rb"|x(?P<slack>ox(?:b-[0-9]{8,14}+-(?:[0-9]{10,13}+-)?+[A-Za-z0-9]{18,64}+"  # bot
+    rb"|[pe]-(?:[0-9]{10,13}+-){3}[A-Za-z0-9]{28,34}+(?![A-Za-z0-9])"  # user
+    rb"|[os]-[0-9]{1,16}+-[0-9]{1,16}+-[0-9]{1,16}+-[A-Fa-f0-9]{10,64}+"  # legacy
+    rb"|[ar]-[0-9]{1,2}+-[A-Za-z0-9-]{8,64}+"  # legacy workspace
+    rb"|e-[0-9]-[A-Za-z0-9]{146}(?![A-Za-z0-9])"  # configuration refresh
+    rb"|e\.xox[bp]-[0-9]-[A-Za-z0-9]{163,166}+)"  # configuration access
+    rb"|app-[0-9]-[A-Z0-9]{9,16}+-[0-9]{10,16}+-[a-f0-9]{32,64}+)"  # app-level
+    # Webhooks, with any scheme or none, the host in lower or upper case.
+    rb"|[hH](?P<slack_webhook>(?:ooks\.slack\.com|OOKS\.SLACK\.COM)/(?:"
+    rb"services/T[A-Z0-9]{6,12}+/B[A-Z0-9]{6,12}+/[A-Za-z0-9]{20,64}+"
+    rb"|(?:workflows|triggers)/T[A-Z0-9]{6,12}+/(?:[A-Z0-9]{8,16}+/)?[0-9]{6,24}+/[A-Za-z0-9]{20,64}+))"
     # A private key counts only with a base64 body after the header (after optional armor headers such as
     # "Proc-Type:" or "Version:" and a blank line): code that merely looks for "-----BEGIN RSA PRIVATE KEY-----"
-    # (parsers, docs, tests of key loaders) is not a leak.
-    rb"|-(?P<private_key>----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----[ \t]*" + _NL + rb"?"
-    rb"(?:[A-Za-z][A-Za-z0-9-]{0,40}:[^\r\n\\]{0,200}" + _NL + rb"){0,8}"
-    rb"(?:[ \t]*" + _NL + rb")?[ \t]*[A-Za-z0-9+/]{40})"
+    # (parsers, docs, tests of key loaders) is not a leak. The label's words are not possessive as a group,
+    # since "RSA PRIVATE " must give "PRIVATE" back; each word is.
+    rb"|-(?P<private_key>----BEGIN (?:[A-Z0-9]{1,16}+ ){0,3}PRIVATE KEY(?: BLOCK)?+-----[ \t]{0,256}+" + _NL + rb"?+"
+    rb"(?:[A-Za-z][A-Za-z0-9-]{0,40}+:[^\r\n\\]{0,200}+" + _NL + rb"){0,8}+"
+    rb"(?:[ \t]{0,256}+" + _NL + rb")?+[ \t]{0,256}+[A-Za-z0-9+/]{40})"
 )
+# The longest match: the key's header, 8 armor lines and the blank one; a window's overlap must exceed it.
+MAX_MATCH = 4 * 1024
+WINDOW = 1 << 20
 _compiled: list[re.Pattern[bytes]] = []
 
 
@@ -49,10 +77,10 @@ def _secret() -> re.Pattern[bytes]:
     return _compiled[0]
 
 # Cheap prefilter: bytes.__contains__ is a fast C search; most files contain none of these and skip the regex.
-# Each is a literal every match of its kind contains, so a file with none of them cannot match at all.
+# Each is a literal every match of its kind contains, so a window with none of them cannot match at all.
 _PREFIXES = (
-    b"hf_", b"api_org_", b"AKIA", b"ASIA", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_", b"glpat-",
-    b"xox", b"hooks.slack.com", b"PRIVATE KEY",
+    b"hf_", b"api_org_", b"AKIA", b"ASIA", b"ABIA", b"ACCA", b"A3T", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_",
+    b"github_pat_", b"glpat-", b"xox", b"xapp-", b"ooks.slack.com", b"OOKS.SLACK.COM", b"PRIVATE KEY",
 )
 
 # Kinds whose first character must not continue a longer word ("xhf_..." or "myghp_..." are not tokens).
@@ -77,34 +105,73 @@ _DESCRIPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def is_text(data: bytes) -> bool:
-    """Whether ``data`` looks like text: no NUL byte in its first 8 KiB (git's own binary heuristic)."""
-    return b"\x00" not in data[:TEXT_SNIFF_BYTES]
-
-
 def scan_secrets(data: bytes) -> list[Finding]:
     """Report credentials in ``data`` (any encoding) as one Finding per hit, with its 1-based line.
 
     Hits past the cap of :class:`Findings` are counted in one final finding.
     Placeholders (see ``_is_placeholder``) are not reported.
     """
-    if not any(prefix in data for prefix in _PREFIXES):
-        return []
+    return _report(iter([_Window(0, data, 0, True)]))
+
+
+def scan_secrets_file(f: BinaryIO, size: int, window: int = WINDOW) -> list[Finding]:
+    """:func:`scan_secrets` of the first ``size`` bytes of ``f``, read ``window`` bytes at a time."""
+    return _report(_windows(f, size, max(window, 2 * _KEEP)))
+
+
+class _Window(NamedTuple):
+    offset: int  # of data[0] in the file
+    data: bytes
+    first: int  # the first index a match may start at: the byte before it is context, for word starts
+    last: bool
+
+
+# What a window carries into the next: the bytes where matches may still start, and the one before them.
+_KEEP = MAX_MATCH + 1
+
+
+def _windows(f: BinaryIO, size: int, window: int) -> Iterator[_Window]:
+    offset, carry, left, first = 0, b"", size, 0
+    while True:
+        want = min(window, left)
+        chunk = f.read(want)
+        left -= len(chunk)
+        data = carry + chunk
+        last = left <= 0 or len(chunk) < want  # a short read: the file ends early
+        yield _Window(offset, data, first, last)
+        if last:
+            return
+        offset += len(data) - _KEEP
+        carry, first = data[-_KEEP:], 1
+
+
+def _report(windows: Iterator[_Window]) -> list[Finding]:
+    """The findings of every hit in ``windows``. A window's matches are taken while they start before its last
+    ``MAX_MATCH`` bytes, which the next window holds again, and the next window's search resumes where the last
+    match ended: so each match is found once, and exactly as one search of the whole file finds it."""
     findings = Findings("possible secrets", "remove them all, rewrite the commits, and revoke every credential",
                         unique=False)
-    line, counted_to = 1, 0
-    for match in _secret().finditer(data):
-        kind = match.lastgroup
-        if kind is None or not _is_secret(kind, match, data):
-            continue
-        if findings.full:
-            findings.add("")  # counted, not itemised: no need to find its line
-            continue
-        # Line numbers incrementally: each byte is counted once however many hits there are.
-        line += data.count(b"\n", counted_to, match.start())
-        counted_to = match.start()
-        problem, hint = _DESCRIPTIONS[kind]
-        findings.add(problem, hint, line)
+    line, counted_to, resume = 1, 0, 0  # counted_to and resume are file offsets
+    for offset, data, first, last in windows:
+        limit = len(data) if last else len(data) - MAX_MATCH
+        if any(prefix in data for prefix in _PREFIXES):
+            for match in _secret().finditer(data, max(resume - offset, first)):
+                if match.start() >= limit:
+                    break
+                resume = offset + match.end()
+                kind = match.lastgroup
+                if kind is None or not _is_secret(kind, match, data):
+                    continue
+                if findings.full:
+                    findings.add("")  # counted, not itemised: no need to find its line
+                    continue
+                # Line numbers incrementally: each byte is counted once however many hits there are.
+                line += data.count(b"\n", counted_to - offset, match.start())
+                counted_to = offset + match.start()
+                problem, hint = _DESCRIPTIONS[kind]
+                findings.add(problem, hint, line)
+        line += data.count(b"\n", counted_to - offset, limit)
+        counted_to = offset + limit
     return findings.result()
 
 

@@ -6,6 +6,7 @@ import time
 import tracemalloc
 
 import pytest
+from fixtures.cards import embedding_card
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from gitea_hf_hook.checks.scanners import Finding, model_card
@@ -19,9 +20,18 @@ NO_FRONT_MATTER = Finding(
 )
 NOT_TEXT = Finding("model card is not UTF-8 text", "the model card must be a Markdown file with YAML front matter")
 NO_ACCURACY = Finding(
-    "model-index reports no 'accuracy' result", "add it to model-index results, the release requires accuracy >= 0.9", 3
+    "model-index reports no 'accuracy' result",
+    "add a metric with type or name 'accuracy' to model-index, the release requires accuracy >= 0.9",
+    3,
 )
-SHAPE_HINT = "use the Hub layout: model-index: [{name, results: [{task, dataset, metrics: [{type, value}]}]}]"
+SHAPE_HINT = ("the Hub then shows none of its results; use the layout "
+              "model-index: [{name, results: [{task, dataset, metrics: [{type, value}]}]}]")
+NOT_NUMBER_HINT = 'write the value as a number, e.g. "value: 0.93" or "value: 0.93 ± 0.01"'
+TOO_LARGE = Finding(
+    "model card front matter is larger than 1024 KiB",
+    "keep only metadata in the front matter and move long text into the Markdown body",
+    1,
+)
 
 
 def check(
@@ -112,6 +122,43 @@ def test_crlf_front_matter() -> None:
     ]
 
 
+LINE_ENDINGS = Finding(
+    "model card front matter depends on how its line breaks are read",
+    "the Hub's card readers find different metadata in it; save README.md with LF line endings",
+)
+
+
+def test_cr_only_line_endings_are_refused_where_the_hubs_readers_disagree() -> None:
+    # Read with universal newlines the license is mit; read as it is, the block never closes ("---\r" + "#").
+    assert check(b"---\rlicense: mit\r---\r# Model\r", licenses=("mit",)) == [LINE_ENDINGS._replace(line=1)]
+    assert check(b"---\nlicense: mit\ntags: [a]\n---\r# Model\n") == [LINE_ENDINGS._replace(line=4)]
+
+
+def test_crlf_delimiters_with_nothing_between_them() -> None:
+    # As it is, "---\r" opens and "\n---\r\n" closes an empty block; with LF line endings there is no block.
+    assert check(b"---\r\n---\r\n# Model\r\n") == [LINE_ENDINGS]
+
+
+def test_cr_only_line_endings_are_read_where_the_hubs_readers_agree() -> None:
+    assert check(b"---\rlicense: gpl-3.0\r---", licenses=("mit",)) == [
+        Finding("license 'gpl-3.0' is not allowed", "allowed: mit", 2)
+    ]
+    assert check(b"---\nlicense: mit\n---\n# Model\rold line\r", licenses=("mit",)) == []
+
+
+@pytest.mark.parametrize("closing", [b"---   \n", b"--- \t\r\n", b"---"])
+def test_closing_delimiter_with_trailing_blanks_or_at_the_end(closing: bytes) -> None:
+    assert check(b"---\nlicense: gpl-3.0\n" + closing, licenses=("mit",)) == [
+        Finding("license 'gpl-3.0' is not allowed", "allowed: mit", 2)
+    ]
+
+
+def test_a_dashes_line_inside_a_block_scalar_ends_the_front_matter() -> None:
+    # As on the Hub: the first "---" line closes the block, wherever YAML would have it.
+    text = "---\nlicense: mit\ndescription: |\n  first\n---\n  second\n---\n"
+    assert check(text, required=("description",)) == []
+
+
 def test_binary_readme() -> None:
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
     assert check(png, required=("license",)) == [NOT_TEXT]
@@ -133,14 +180,36 @@ def test_front_matter_not_a_mapping() -> None:
 
 
 def test_front_matter_too_large() -> None:
-    text = "---\nlicense: mit\ndescription: " + "x" * (64 * 1024) + "\n---\n"
-    assert check(text) == [
-        Finding(
-            "model card front matter is larger than 64 KiB",
-            "keep only metadata in the front matter and move long text into the Markdown body",
-            1,
-        )
-    ]
+    text = "---\nlicense: mit\ndescription: " + "x" * (1024 * 1024) + "\n---\n"
+    assert check(text) == [TOO_LARGE]
+    # Counted in bytes: 350,000 three-byte characters are over the budget too.
+    assert check("---\nlicense: mit\ndescription: " + "\u6a21" * 350_000 + "\n---\n") == [TOO_LARGE]
+
+
+def test_ten_megabytes_of_front_matter_is_refused_quickly() -> None:
+    started = time.perf_counter()
+    assert check(b"---\nlicense: mit\ndescription: " + b"x" * 10_000_000 + b"\n---\n") == [TOO_LARGE]
+    assert time.perf_counter() - started < 1.0
+
+
+def test_an_embedding_models_card_with_500_kb_of_results_is_read_and_gated() -> None:
+    # Such cards carry hundreds of benchmark results, each with several metrics: over 50,000 YAML nodes.
+    # bench/model_card.py measures how long it takes.
+    data = embedding_card(500_000, seed=5)
+    assert check(data, licenses=("mit",), metrics={"main_score": (">", 1.0)}) == []
+    failing = check(data, licenses=("mit",), metrics={"main_score": (">", 99.5)})
+    assert failing and all(f.problem.startswith("main_score ") and "does not meet > 99.5" in f.problem
+                           for f in failing[:-1])
+
+
+def test_a_large_card_gets_the_same_yaml_verdict_as_a_small_one() -> None:
+    # Blocks over 64 KiB go through libyaml's tokeniser, which accepts a tab PyYAML (the Hub's reader) refuses.
+    padding = "".join(f"note{i}: {'x' * 60}\n" for i in range(1200))
+    for broken, problem, line in [("license: mit\t\n", "found character that cannot start any token", 2),
+                                  ("license: [mit\n", "expected ',' or ']', but got ':'", 3)]:
+        small = check("---\n" + broken + "tags: [a]\n---\n")
+        large = check("---\n" + broken + padding + "---\n")
+        assert small == large == [Finding(f"model card front matter is not valid YAML: {problem}", YAML_HINT, line)]
 
 
 # --- YAML errors and hostile YAML -----------------------------------------------------------------------------
@@ -204,6 +273,24 @@ def test_unloadable_value() -> None:
 
 
 BUDGET_HINT = "simplify the front matter: no deep nesting or repeated alias expansion"
+
+
+def test_a_large_card_may_have_many_more_nodes_than_a_small_one() -> None:
+    # Over 10,000 nodes without any alias: the budget grows with the block, so only aliases can exceed it.
+    assert check(embedding_card(100_000), licenses=("mit",)) == []
+
+
+def test_an_alias_bomb_in_a_large_card_is_refused_quickly() -> None:
+    lines = ["---", "a0: &a0 [" + ", ".join(["lol"] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]
+    padding = "".join(f"note{i}: {'x' * 60}\n" for i in range(2000))  # about 150 KB of plain metadata
+    data = ("\n".join(lines) + "\n" + padding + "---\n").encode()
+    block = REGEX_YAML_BLOCK.search(data.decode())
+    assert block is not None
+    started = time.perf_counter()
+    findings = check(data)
+    assert findings == [Finding(f"model card front matter expands beyond {2 * len(block[2])} nodes", BUDGET_HINT)]
+    assert time.perf_counter() - started < 1.0
 
 
 def test_billion_laughs_is_rejected_quickly() -> None:
@@ -330,7 +417,8 @@ def test_metric_missing() -> None:
 
 def test_metric_missing_without_model_index() -> None:
     assert check("---\nlicense: mit\n---\n", metrics={"wer": ("<", 1e-3)}) == [
-        Finding("model-index reports no 'wer' result", "add it to model-index results, the release requires wer < 0.001"),
+        Finding("model-index reports no 'wer' result",
+                "add a metric with type or name 'wer' to model-index, the release requires wer < 0.001"),
     ]
 
 
@@ -340,24 +428,117 @@ def test_metric_matched_by_display_name() -> None:
     assert check(text, metrics=ACCURACY) == []
 
 
-@pytest.mark.parametrize("value", ["high", "'93%'", "true", "null", ".nan", "[0.9]"])
-def test_metric_not_a_number(value: str) -> None:
-    assert check(card_with_results(result("IMDB", value)), metrics=ACCURACY) == [
-        Finding("accuracy value on IMDB is not a number", 'write the value as a plain number, e.g. "value: 0.93"', 10)
+def test_metric_named_acc_by_type_is_gated_by_its_display_name() -> None:
+    # Leaderboard cards write "type: acc, name: accuracy"; the Hub shows it as accuracy, so the gate applies.
+    named = result("MMLU", "0.64", "acc").replace("      value", "      name: accuracy\n      value")
+    assert check(card_with_results(named), metrics=ACCURACY) == [
+        Finding("accuracy 0.64 on MMLU does not meet >= 0.9",
+                "the release requires accuracy >= 0.9 on every reported dataset", 11)
     ]
 
 
-@pytest.mark.parametrize("value", ["'0.93'", "9.3e-1", "1"])
-def test_numeric_strings_count_as_numbers(value: str) -> None:
-    # PyYAML reads 9.3e-1 (no dot in the mantissa, YAML 1.1) as a string; the Hub's YAML 1.2 reads a number.
+def test_a_bare_acc_type_is_not_taken_for_accuracy() -> None:
+    assert check(card_with_results(result("MMLU", "0.95", "acc")), metrics=ACCURACY) == [NO_ACCURACY]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("high", "accuracy value 'high' on IMDB is not a number"),
+     ("'0.93 (std 0.01)'", "accuracy value '0.93 (std 0.01)' on IMDB is not a number"),
+     ("true", "accuracy value true on IMDB is not a number"),
+     (".nan", "accuracy value .nan on IMDB is not a number"),
+     (".inf", "accuracy value .inf on IMDB is not a number"),
+     ("2024-01-01", "accuracy value 2024-01-01 on IMDB is not a number"),
+     ("null", "accuracy value on IMDB is empty"),
+     ("", "accuracy value on IMDB is empty"),
+     ("[0.9, 0.8]", "accuracy value on IMDB is a list, not a number"),
+     ("{mean: 0.95}", "accuracy value on IMDB is a mapping, not a number")],
+)
+def test_metric_not_a_number(value: str, problem: str) -> None:
+    # No gate is passed on a value we could not read, and the pusher sees which one it was.
+    assert check(card_with_results(result("IMDB", value)), metrics=ACCURACY) == [Finding(problem, NOT_NUMBER_HINT, 10)]
+
+
+@pytest.mark.parametrize("value", ["'93%'", "93 %", "'0.93%'"])
+def test_a_percentage_is_not_read_as_a_number(value: str) -> None:
+    # "93%" could be 0.93 or 93 in the threshold's unit: only the pusher knows which, so it is not guessed.
+    assert check(card_with_results(result("IMDB", value)), metrics=ACCURACY) == [
+        Finding(f"accuracy value '{value.strip(chr(39))}' on IMDB is not a number",
+                "write the number alone, in the unit of the threshold: the release requires accuracy >= 0.9", 10)
+    ]
+
+
+def test_a_hostile_value_is_escaped_and_shortened() -> None:
+    findings = check(card_with_results(result("IMDB", '"\\e[31m ok' + "x" * 200 + '"')), metrics=ACCURACY)
+    assert findings == [Finding("accuracy value '\\x1b[31m ok" + "x" * 69 + "...' on IMDB is not a number",
+                                NOT_NUMBER_HINT, 10)]
+
+
+@pytest.mark.parametrize("value", ["'0.93'", "9.3e-1", "93e-2", "1", "0.93 ± 0.01", "0.93 +/- 0.01", "'0.93+-0.01'"])
+def test_numbers_written_as_strings_or_with_a_spread_count(value: str) -> None:
+    # PyYAML reads 93e-2 (no dot, YAML 1.1) as a string where the Hub's YAML 1.2 reads a number; with a spread
+    # the estimate before it is the reported value.
     assert check(card_with_results(result("IMDB", value)), metrics=ACCURACY) == []
+
+
+def test_a_huge_base_60_value_is_shown_without_a_traceback() -> None:
+    # YAML 1.1 reads 59:59:... as base 60: an int with more digits than str() converts.
+    value = ":".join(["59"] * 2600)
+    assert check(card_with_results(result("IMDB", value)), metrics={"accuracy": ("<=", 0.9)}) == [
+        Finding("accuracy 1.56045e+4623 on IMDB does not meet <= 0.9",
+                "the release requires accuracy <= 0.9 on every reported dataset", 10)
+    ]
+
+
+def test_a_value_with_a_spread_is_gated_on_its_estimate() -> None:
+    assert check(card_with_results(result("ARC", "65.80 +/- 13.11")), metrics={"accuracy": (">=", 70.0)}) == [
+        Finding("accuracy '65.80 +/- 13.11' on ARC does not meet >= 70",
+                "the release requires accuracy >= 70 on every reported dataset", 10)
+    ]
 
 
 def test_model_index_not_a_list() -> None:
     assert check("---\nlicense: mit\nmodel-index: {accuracy: 0.99}\n---\n", metrics=ACCURACY) == [
         Finding("model-index is malformed: expected a list of models", SHAPE_HINT, 3),
-        NO_ACCURACY,
     ]
+
+
+def test_one_unreadable_result_hides_every_result_on_the_hub() -> None:
+    # huggingface_hub drops the whole model-index on one result without a dataset: a passing value elsewhere is
+    # not shown, so it cannot pass the gate either.
+    lost = "  - task: {type: text-classification}\n    metrics:\n    - {type: accuracy, value: 0.5}\n"
+    assert check(card_with_results(result("IMDB", "0.95"), lost), metrics=ACCURACY) == [
+        Finding("model-index is malformed: a result has no dataset type and name", SHAPE_HINT, 11),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [("{name: Leaderboard}", "the result on IMDB names a source but no url"),
+     ("https://example.org/board", "the result on IMDB has a source that is not a mapping")],
+)
+def test_a_result_source_the_hub_cannot_read(source: str, problem: str) -> None:
+    text = card_with_results(result("IMDB", "0.95") + f"    source: {source}\n")
+    assert check(text, metrics=ACCURACY) == [Finding(f"model-index is malformed: {problem}", SHAPE_HINT, 6)]
+
+
+def test_results_need_the_last_model_named() -> None:
+    text = VALID.replace("- name: my-model\n", "- name:\n")
+    assert check(text, metrics=ACCURACY) == [Finding("model-index is malformed: a model entry has no name", SHAPE_HINT, 4)]
+
+
+def test_every_model_of_the_index_is_gated() -> None:
+    text = card_with_results(result("IMDB", "0.95")).replace("---\n# Model", "- name: distilled\n  results:\n"
+                                                            + result("IMDB", "0.85") + "---\n# Model")
+    assert check(text, metrics=ACCURACY) == [
+        Finding("accuracy 0.85 on IMDB does not meet >= 0.9",
+                "the release requires accuracy >= 0.9 on every reported dataset", 17)
+    ]
+
+
+@pytest.mark.parametrize("model_index", ["[]", "null", "{}", "''"])
+def test_an_empty_model_index_reports_nothing(model_index: str) -> None:
+    assert check(f"---\nlicense: mit\nmodel-index: {model_index}\n---\n", metrics=ACCURACY) == [NO_ACCURACY]
 
 
 def test_model_index_nested_shapes() -> None:
@@ -385,7 +566,7 @@ def test_model_index_nested_shapes() -> None:
         Finding("model-index is malformed: a result has no task type", SHAPE_HINT, 8),
         Finding("model-index is malformed: a result has no dataset type and name", SHAPE_HINT, 8),
         Finding("model-index is malformed: the result on IMDB has no metrics list", SHAPE_HINT, 8),
-        Finding("model-index is malformed: a metric on D has no type", SHAPE_HINT, 13),
+        Finding("model-index is malformed: a metric on D is not a mapping", SHAPE_HINT, 13),
     ]
 
 

@@ -187,15 +187,19 @@ def _read_all(fds: list[int]) -> list[bytes]:
     """Everything written to several pipes, read as it comes so that no writer blocks on a full pipe."""
     chunks: dict[int, list[bytes]] = {fd: [] for fd in fds}
     open_fds = list(fds)
-    while open_fds:
-        ready, _, _ = select.select(open_fds, [], [])
-        for fd in ready:
-            data = os.read(fd, 1 << 16)
-            if data:
-                chunks[fd].append(data)
-            else:
-                open_fds.remove(fd)
-                os.close(fd)
+    try:
+        while open_fds:
+            ready, _, _ = select.select(open_fds, [], [])
+            for fd in ready:
+                data = os.read(fd, 1 << 16)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    open_fds.remove(fd)
+                    os.close(fd)
+    finally:
+        for fd in open_fds:  # only when interrupted: every pipe is closed once, by us
+            os.close(fd)
     return [b"".join(chunks[fd]) for fd in fds]
 
 
@@ -213,11 +217,24 @@ def run(*args: str, cwd: str | None = None, ok_codes: tuple[int, ...] = (0,)) ->
     finally:
         for fd in (out_w, err_w, null):
             os.close(fd)
-    stdout, stderr = _read_all([out_r, err_r])
+    try:
+        stdout, stderr = _read_all([out_r, err_r])
+    except BaseException:
+        # Interrupted (a push's deadline, ^C): git must not run on, unwatched, after we have given up on it.
+        _kill(pid)
+        _wait(pid)
+        raise
     code = _wait(pid)
     if code not in ok_codes:
         raise failure(args, cwd, code, stderr)
     return Completed(code, stdout, stderr)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
 
 
 def _records(args: tuple[str, ...], cwd: str | None, limit: int | None) -> list[bytes]:
@@ -250,6 +267,9 @@ def _records(args: tuple[str, ...], cwd: str | None, limit: int | None) -> list[
             if limit is not None and len(records) > limit:
                 over = True
                 break
+    except BaseException:
+        _kill(pid)  # interrupted: stopped now, not at its next write
+        raise
     finally:
         os.close(out_r)
         (stderr,) = _read_all([err_r])  # git says little on stderr, and only once stdout is done or closed

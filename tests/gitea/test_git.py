@@ -110,3 +110,26 @@ def test_a_confined_reader_runs_plumbing_only(tmp_path: Path, args: tuple[str, .
     with git.confined(), pytest.raises(GitError) as refused:
         git.run(*args, cwd=str(tmp_path))
     assert refused.value.message == f"git {' '.join(args[:2])} is not run by a reader that trusts no repository"
+
+
+def test_a_git_command_interrupted_by_the_push_deadline_is_stopped_and_reaped(tmp_path: Path):
+    """The push's deadline raises in the middle of a read: the git it was waiting for must not run on."""
+    script = """
+import os, signal, sys
+from gitea_hf_hook.gitea import git
+class Deadline(BaseException):
+    pass
+def expire(signum, frame):
+    raise Deadline
+signal.signal(signal.SIGALRM, expire)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+try:
+    git.run("-c", "alias.slow=!exec sleep 10", "slow")
+except Deadline:
+    pass
+children = open(f"/proc/self/task/{os.getpid()}/children").read().split()
+print("children:", children)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "children: []\n"

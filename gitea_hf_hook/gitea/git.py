@@ -203,8 +203,8 @@ def _read_all(fds: list[int]) -> list[bytes]:
     return [b"".join(chunks[fd]) for fd in fds]
 
 
-def run(*args: str, cwd: str | None = None, ok_codes: tuple[int, ...] = (0,)) -> Completed:
-    """Run one git command and return what it printed, raising GitError on an unexpected exit."""
+def _start(args: tuple[str, ...], cwd: str | None) -> tuple[int, int, int]:
+    """Start ``git args`` with no input; returns its pid and the read ends of its stdout and stderr."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY)
@@ -217,6 +217,12 @@ def run(*args: str, cwd: str | None = None, ok_codes: tuple[int, ...] = (0,)) ->
     finally:
         for fd in (out_w, err_w, null):
             os.close(fd)
+    return pid, out_r, err_r
+
+
+def run(*args: str, cwd: str | None = None, ok_codes: tuple[int, ...] = (0,)) -> Completed:
+    """Run one git command and return what it printed, raising GitError on an unexpected exit."""
+    pid, out_r, err_r = _start(args, cwd)
     try:
         stdout, stderr = _read_all([out_r, err_r])
     except BaseException:
@@ -244,18 +250,7 @@ def _records(args: tuple[str, ...], cwd: str | None, limit: int | None) -> list[
     A pushed tree can list millions of files: past the limit git is stopped (it dies of SIGPIPE when we close
     our end) rather than held in memory.
     """
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    null = os.open(os.devnull, os.O_RDONLY)
-    try:
-        pid = _spawn(args, cwd, null, out_w, err_w)
-    except GitError:
-        for fd in (out_r, err_r):
-            os.close(fd)
-        raise
-    finally:
-        for fd in (out_w, err_w, null):
-            os.close(fd)
+    pid, out_r, err_r = _start(args, cwd)
     records: list[bytes] = []
     tail = b""
     over = False

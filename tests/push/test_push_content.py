@@ -66,7 +66,8 @@ def test_a_yaml_bomb_or_a_binary_readme_is_refused_with_its_reason(clone: Clone)
     for name, prev in zip("bcdefghi", "abcdefgh", strict=True):
         laughs += f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n"
     clone.commit({"README.md": laughs + "---\n"})
-    assert_rejected(clone, "main", lines=[HEADER, "  README.md: model card front matter expands beyond 10000 nodes "
+    assert_rejected(clone, "main", lines=[HEADER, "  README.md: model card front matter's aliases expand it beyond 10000 "
+                                          "nodes and characters "
                                           "(simplify the front matter: no deep nesting or repeated alias "
                                           "expansion)"])
     clone.commit({"README.md": b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"})

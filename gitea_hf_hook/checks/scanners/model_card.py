@@ -35,14 +35,20 @@ MAX_FRONT_MATTER_BYTES = 1024 * 1024
 # pure-Python parser huggingface_hub itself uses, and so does any block libyaml refuses, so that the verdict and
 # the message on a YAML error are always PyYAML's.
 LIBYAML_FROM_BYTES = 64 * 1024
-# Where the two scanners are known to disagree, libyaml accepting what PyYAML refuses: a tab between tokens, a byte
-# order mark inside the stream, "?" inside a plain scalar in flow context (found by comparing the two on mutated
-# cards; the reference tests keep doing so). A block holding any of them is read by PyYAML.
-_LIBYAML_DIFFERS = re.compile(r"[\t\ufeff?]")
+# Where the two are known to disagree (found by comparing them on mutated cards; the reference tests keep doing
+# so): libyaml accepts a tab between tokens, a byte order mark inside the stream, "?" inside a plain scalar in
+# flow context and a comment right after a block scalar's header ("|-#"), which PyYAML refuses, and reads a bare
+# "!" tag as an empty string where PyYAML reads null. A block holding any of them is read by PyYAML.
+_LIBYAML_DIFFERS = re.compile(r"[\t\ufeff?]|(?:^|[\s,\[\]{}])!|[|>][-+0-9]*#", re.MULTILINE)
 # Nodes of the composed graph with each alias counted as the subtree it stands for, which a "billion laughs" makes
-# huge from a few lines. A document without aliases has at most 1.5 nodes per byte ("[?,?,?]"), so the budget
-# grows with the block and only aliases can exceed it; it never falls below MIN_NODES.
+# huge from a few lines; a scalar counts as one node per character too, since a long string or number that an
+# alias repeats costs every reader of the card that much each time. A document without aliases weighs at most
+# 1.5 units per byte ("[?,?,?]"), so the budget grows with the block and only aliases can exceed it; it never
+# falls below MIN_NODES.
 MIN_NODES = 10_000
+# PyYAML builds an integer written in base 60 ("1:0:0:...") in time quadratic in its length, and Python will not
+# print one of over 4300 digits. No card needs a number this long.
+MAX_NUMBER_CHARS = 1000
 # PyYAML composes recursively; a deep "[[[[..." would otherwise end in RecursionError (or worse, a crash).
 MAX_DEPTH = 64
 
@@ -192,10 +198,11 @@ def _locate(text: str) -> re.Match[str] | Finding | None:
 class _Rejected(Exception):
     """The front matter exceeds a safety budget; carries the pusher-facing message."""
 
-    def __init__(self, problem: str, line: int | None) -> None:
+    def __init__(self, problem: str, line: int | None, hint: str = "") -> None:
         super().__init__(problem)
         self.problem = problem
         self.line = line
+        self.hint = hint or _BUDGET_HINT
 
 
 class _Tracking(yaml.composer.Composer, yaml.constructor.SafeConstructor):
@@ -219,12 +226,22 @@ class _Tracking(yaml.composer.Composer, yaml.constructor.SafeConstructor):
         finally:
             self._depth -= 1
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise _Rejected(f"model card front matter holds a number longer than {MAX_NUMBER_CHARS} characters",
+                            self._offset + node.start_mark.line + 1, "write long numbers as quoted strings")
+        return super().construct_yaml_int(node)
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         obj = super().construct_object(node, deep=deep)
         if isinstance(obj, (dict, list)):
             # The card keeps every dict/list alive, so their ids stay unique while we use this map.
             self.built_from[id(obj)] = node
         return obj
+
+
+# SafeConstructor dispatches through a table of functions, so an override takes effect once it is in the table.
+_Tracking.add_constructor("tag:yaml.org,2002:int", _Tracking.construct_yaml_int)  # type: ignore[type-var]
 
 
 class _Loader(_Tracking, yaml.SafeLoader):
@@ -297,7 +314,7 @@ def _load(block: str, offset: int, size: int) -> tuple[Any, _Lines] | Finding:
                 pass  # read again below, so that the verdict and its words are PyYAML's
         return _read(_Loader(block, offset), offset, size)
     except _Rejected as exc:
-        return Finding(exc.problem, _BUDGET_HINT, exc.line)
+        return Finding(exc.problem, exc.hint, exc.line)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else offset + mark.line + 1
@@ -309,8 +326,10 @@ def _load(block: str, offset: int, size: int) -> tuple[Any, _Lines] | Finding:
         return Finding(problem, "remove control characters from the front matter", line)
     except yaml.YAMLError:
         return Finding("model card front matter is not valid YAML", "fix the YAML syntax of the front matter", offset)
-    except (ValueError, TypeError, OverflowError, RecursionError):
-        # Constructors raise plain errors, e.g. an impossible date or an int longer than Python's digit limit.
+    except Exception:  # noqa: BLE001 - the budgets above are BaseExceptions and pass through
+        # Constructors raise plain errors on values they cannot build: an impossible date, "!!bool mit" (KeyError),
+        # "!!int" on an empty scalar (IndexError), "!!timestamp now" (AttributeError). The Hub's reader fails on
+        # each the same way.
         problem = "model card front matter has a value YAML cannot load"
         return Finding(problem, "check dates and very long numbers in the front matter", offset)
 
@@ -345,7 +364,8 @@ def _check_expansion(root: yaml.Node, offset: int, budget: int) -> None:
             below = [sizes[id(child)] for child in _children(node)]
             total, height = 1 + sum(n for n, _ in below), 1 + max((h for _, h in below), default=0)
             if total > budget:
-                raise _Rejected(f"model card front matter expands beyond {budget} nodes", None)
+                raise _Rejected(f"model card front matter's aliases expand it beyond {budget} nodes and characters",
+                                None)
             if height > MAX_DEPTH:
                 raise _Rejected(f"model card front matter nests deeper than {MAX_DEPTH} levels",
                                 offset + node.start_mark.line + 1)
@@ -358,7 +378,7 @@ def _check_expansion(root: yaml.Node, offset: int, budget: int) -> None:
             stack.append((node, True))
             for child in _children(node):
                 if isinstance(child, yaml.ScalarNode):
-                    sizes[id(child)] = (1, 1)
+                    sizes[id(child)] = (1 + len(child.value), 1)
                 elif id(child) not in sizes:
                     stack.append((child, False))
 

@@ -155,13 +155,17 @@ def _report(windows: Iterator[_Window]) -> list[Finding]:
     for offset, data, first, last in windows:
         limit = len(data) if last else len(data) - MAX_MATCH
         if any(prefix in data for prefix in _PREFIXES):
-            for match in _secret().finditer(data, max(resume - offset, first)):
-                if match.start() >= limit:
-                    break
-                resume = offset + match.end()
+            search = _secret().search
+            while (match := search(data, max(resume - offset, first))) is not None and match.start() < limit:
                 kind = match.lastgroup
                 if kind is None or not _is_secret(kind, match, data):
+                    # Not a token, but what it spans may hold one ("Xxoxa-1-" then an access key id): look again
+                    # from its next byte, at a cost of at most its length. Not inside a key: armor lines may hold
+                    # headers of their own, and looking again inside each would cost a pusher's hostile file
+                    # tenfold, while a placeholder key around a real token is not a leak anyone makes.
+                    resume = offset + (match.end() if kind == "private_key" else match.start() + 1)
                     continue
+                resume = offset + match.end()
                 if findings.full:
                     findings.add("")  # counted, not itemised: no need to find its line
                     continue

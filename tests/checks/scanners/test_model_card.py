@@ -206,7 +206,8 @@ def test_a_large_card_gets_the_same_yaml_verdict_as_a_small_one() -> None:
     # Blocks over 64 KiB go through libyaml's tokeniser, which accepts a tab PyYAML (the Hub's reader) refuses.
     padding = "".join(f"note{i}: {'x' * 60}\n" for i in range(1200))
     for broken, problem, line in [("license: mit\t\n", "found character that cannot start any token", 2),
-                                  ("license: [mit\n", "expected ',' or ']', but got ':'", 3)]:
+                                  ("license: [mit\n", "expected ',' or ']', but got ':'", 3),
+                                  ("license: |-#\n  mit\n", "expected chomping or indentation indicators, but found '#'", 2)]:
         small = check("---\n" + broken + "tags: [a]\n---\n")
         large = check("---\n" + broken + padding + "---\n")
         assert small == large == [Finding(f"model card front matter is not valid YAML: {problem}", YAML_HINT, line)]
@@ -216,6 +217,7 @@ def test_a_large_card_gets_the_same_yaml_verdict_as_a_small_one() -> None:
 
 
 YAML_HINT = "fix the YAML syntax of the front matter at this line"
+EXPANDS = "model card front matter's aliases expand it beyond"
 
 
 @pytest.mark.parametrize(
@@ -289,7 +291,7 @@ def test_an_alias_bomb_in_a_large_card_is_refused_quickly() -> None:
     assert block is not None
     started = time.perf_counter()
     findings = check(data)
-    assert findings == [Finding(f"model card front matter expands beyond {2 * len(block[2])} nodes", BUDGET_HINT)]
+    assert findings == [Finding(f"{EXPANDS} {2 * len(block[2])} nodes and characters", BUDGET_HINT)]
     assert time.perf_counter() - started < 1.0
 
 
@@ -303,7 +305,7 @@ def test_billion_laughs_is_rejected_quickly() -> None:
     elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert findings == [Finding("model card front matter expands beyond 10000 nodes", BUDGET_HINT)]
+    assert findings == [Finding(f"{EXPANDS} 10000 nodes and characters", BUDGET_HINT)]
     assert elapsed < 1.0
     assert peak < 20 * 1024 * 1024
 
@@ -312,8 +314,36 @@ def test_merge_key_bomb_is_rejected() -> None:
     lines = ["---", "m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}"]
     lines += [f"m{i}: &m{i} {{<<: [" + ", ".join([f"*m{i - 1}"] * 8) + "]}" for i in range(1, 9)]
     assert check("\n".join(lines) + "\n---\n") == [
-        Finding("model card front matter expands beyond 10000 nodes", BUDGET_HINT)
+        Finding(f"{EXPANDS} 10000 nodes and characters", BUDGET_HINT)
     ]
+
+
+def test_a_long_string_repeated_by_aliases_counts_by_its_length() -> None:
+    # Each reported metric's type and name is read once per gated metric: 100 KB, aliased 100 x 100 times,
+    # would be read a gigabyte's worth. The alias budget weighs a scalar by its length, so this stops at once.
+    metrics = "".join("  - {type: *t, name: *t, value: 0.1}\n" for _ in range(100))
+    results = "".join("  - {task: {type: t}, dataset: {type: d, name: n}, metrics: *m}\n" for _ in range(100))
+    text = (f"---\nlicense: mit\nt: &t ' {'x' * 100_000} '\nms: &m\n{metrics}rs: &r\n{results}"
+            "model-index:\n- {name: x, results: *r}\n---\n")
+    block = REGEX_YAML_BLOCK.search(text)
+    assert block is not None
+    assert check(text, metrics={"accuracy": (">=", 0.5)}) == [
+        Finding(f"{EXPANDS} {2 * len(block[2])} nodes and characters", BUDGET_HINT)]
+
+
+def test_a_number_too_long_to_build_is_refused_before_it_is_built() -> None:
+    # YAML 1.1's base 60 builds "1:0:0:..." in quadratic time, and Python cannot print its digits.
+    assert check("---\nlicense: mit\nmodel-index:\n- name: m\n  results: []\nx: 1" + ":0" * 24_000 + "\n---\n") == [
+        Finding("model card front matter holds a number longer than 1000 characters",
+                "write long numbers as quoted strings", 6)]
+
+
+@pytest.mark.parametrize("line", ["license: !!bool mit", "x: !!timestamp now", "x: !!int", "x: !!int _",
+                                  "x: !!float ''", "x: !!int +"])
+def test_a_tag_whose_value_cannot_be_built_is_refused_plainly(line: str) -> None:
+    assert check(f"---\nlicense: mit\n{line}\n---\n") == [Finding(
+        "model card front matter has a value YAML cannot load", "check dates and very long numbers in the front matter",
+        1)]
 
 
 def test_self_referencing_alias_is_rejected() -> None:
@@ -481,13 +511,16 @@ def test_numbers_written_as_strings_or_with_a_spread_count(value: str) -> None:
     assert check(card_with_results(result("IMDB", value)), metrics=ACCURACY) == []
 
 
-def test_a_huge_base_60_value_is_shown_without_a_traceback() -> None:
-    # YAML 1.1 reads 59:59:... as base 60: an int with more digits than str() converts.
-    value = ":".join(["59"] * 2600)
+def test_a_huge_base_60_value_is_shown_short() -> None:
+    # YAML 1.1 reads 59:59:... as base 60: 300 groups are a number of 534 digits.
+    value = ":".join(["59"] * 300)
     assert check(card_with_results(result("IMDB", value)), metrics={"accuracy": ("<=", 0.9)}) == [
-        Finding("accuracy 1.56045e+4623 on IMDB does not meet <= 0.9",
+        Finding("accuracy 2.78853e+533 on IMDB does not meet <= 0.9",
                 "the release requires accuracy <= 0.9 on every reported dataset", 10)
     ]
+    assert check(card_with_results(result("IMDB", ":".join(["59"] * 2600)))) == [
+        Finding("model card front matter holds a number longer than 1000 characters",
+                "write long numbers as quoted strings", 10)]
 
 
 def test_a_value_with_a_spread_is_gated_on_its_estimate() -> None:

@@ -156,6 +156,13 @@ def test_near_misses_are_not_reported(text: str) -> None:
     assert scan_secrets(text.encode()) == []
 
 
+def test_a_token_inside_a_near_miss_is_still_found() -> None:
+    # "Xxoxa-1-..." is not a Slack token (it continues a word), but the access key id it runs into is a key.
+    aws = SECRETS["aws"][0]
+    assert scan_secrets(f"key: Xxoxa-1-{aws}\n".encode()) == [at_line(AWS, 1)]
+    assert scan_secrets(f"ids: Xglpat-{aws}\n".encode()) == [at_line(AWS, 1)]
+
+
 def test_findings_are_capped_and_the_rest_counted() -> None:
     data = "".join(f"k{i} = {SECRETS['gitlab'][0]}\n" for i in range(27)).encode()
     findings = scan_secrets(data)

@@ -69,6 +69,7 @@ ADVERSARIAL: dict[str, Callable[[int], bytes]] = {
     "slack: id groups": after("xoxp" + "-", "1234567890-"),
     "slack: legacy groups": repeat("xoxs" + "-1-1-1-"),
     "slack: prefixes": repeat("xox"),
+    "slack: near misses inside near misses": repeat("axoxa" + "-1-"),
     "webhook: a long team id": after(f"hooks.slack{'.'}com/services/T", "A"),
     "webhook: hosts": repeat(f"HOOKS.SLACK{'.'}COM/"),
     "private key: header then blanks": after(HEADER, " "),

@@ -144,13 +144,14 @@ TRUE_POSITIVES: list[tuple[str, Finding]] = [
 
 # Look-alikes: identifiers, placeholders, documentation and data that share a prefix with a token.
 FALSE_POSITIVES: list[str] = [
-    # "hf_" and "api_org_" inside identifiers, and bodies of the wrong length.
-    "- (id)hf_requiredCharacteristicTypesForDisplayMetadata;",
-    'div[data-widget="desktop-rhf_SponsoredProductsRemoteRHFSearchEXPSubsK2ClickPagination"]',
-    "    _kHMSymptomhf_generatedByHomeAppForDebuggingPurposesKey,",
+    # "hf_" and "api_org_" inside identifiers, and bodies of the wrong length (split, so that no source line is
+    # token-shaped).
+    "- (id)h" "f_requiredCharacteristicTypesForDisplayMetadata;",
+    'div[data-widget="desktop-rh' 'f_SponsoredProductsRemoteRHFSearchEXPSubsK2ClickPagination"]',
+    "    _kHMSymptomh" "f_generatedByHomeAppForDebuggingPurposesKey,",
     "#define OSCHF_DebugGetExpectedAverageCrystalAmplitude NOROM_OSCHF_DebugGetExpectedAverageCrystalAmplitude",
-    "  M_UINT(ServingCellPriority_t, H_PRIO, 2, &hf_servingcellpriorityparametersdescription_h_prio),",
-    "bb_eeeeegfgffhiiiiiiiiiiihiiiiicgafhf_eefghihhiiiifhifhhdhifhiiiihifdgdhggf",  # sequencer quality scores
+    "  M_UINT(ServingCellPriority_t, H_PRIO, 2, &h" "f_servingcellpriorityparametersdescription_h_prio),",
+    "bb_eeeeegfgffhiiiiiiiiiiihiiiiicgafh" "f_eefghihhiiiifhifhhdhifhiiiihifdgdhggf",  # sequencer quality scores
     "subdirs = glob.glob('HF_CAASIMULIAComputeServicesBuildTime.HF*.Linux64')",
     'os.environ.get("HF_AUTH_TOKEN", "' + "hf_" + "x" * 34 + '"),',
     "HUGGINGFACE_API_TOKEN=" + "hf_" + "x" * 40 + ",",

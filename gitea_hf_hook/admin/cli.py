@@ -54,19 +54,49 @@ def _hooks_command(verb: str, help_text: str) -> None:
     @click.argument("repos", nargs=-1, metavar="[OWNER/REPO]...")
     @click.pass_context
     @_errors
-    def command(ctx: click.Context, every: bool, repos: tuple[str, ...]) -> None:
+    def command(ctx: click.Context, every: bool, repos: tuple[str, ...], template: str | None = None) -> None:
         from . import install as installer
 
         config = _config(ctx)
-        if not every and not repos:
-            raise HookError("name repositories as OWNER/REPO, or pass --all", f"e.g. gitea-hf-hook {verb} acme/bert")
+        if not every and not repos and template is None:
+            more = " or --template DIR" if verb == "install" else ""
+            raise HookError(f"name repositories as OWNER/REPO, or pass --all{more}",
+                            f"e.g. gitea-hf-hook {verb} acme/bert")
         action = installer.install if verb == "install" else installer.uninstall
-        for line in action(config, installer.repositories(config, repos, every)):
-            click.echo(line)
+        if every or repos:
+            for line in action(config, installer.repositories(config, repos, every)):
+                click.echo(line)
+        if template is not None:
+            for line in installer.write_template(config, template):
+                click.echo(line)
+
+    if verb == "install":
+        click.option("--template", metavar="DIR", help="Write a git template folder holding only our hooks, "
+                     "for Gitea's init.templateDir, so that repositories made later get them.")(command)
 
 
 _hooks_command("install", "Install the pre-receive and post-receive hooks into repositories.")
 _hooks_command("uninstall", "Remove our hooks from repositories; Gitea's own hooks are left alone.")
+
+
+@cli.command()
+@click.pass_context
+@_errors
+def sync(ctx: click.Context) -> None:
+    """Install our hooks into every repository that lacks them, and repair them where they changed.
+
+    Run it from a timer: it also covers repositories made where no template is copied (some Gitea forks run git
+    init with an empty one). Prints what it changed, one line per repository and fix, then a summary; exits 1 when
+    it had to leave a repository alone.
+    """
+    from . import install as installer
+
+    lines, refused = installer.sync(_config(ctx))
+    for line in lines:
+        click.echo(line)
+    if refused:
+        raise HookError(f"{refused} repositor{'y' if refused == 1 else 'ies'} refused, without our hooks",
+                        "each 'refused' line above says what is in the way and how to fix it")
 
 
 @cli.command()
@@ -93,6 +123,28 @@ def check(ctx: click.Context, repo: str, ref: str, rev: str | None, user: str, d
     sys.exit(code)
 
 
+@cli.group("config")
+def config_group() -> None:
+    """Validate a config file before it goes live."""
+
+
+@config_group.command("check")
+@click.argument("path", required=False, metavar="[PATH]")
+@click.pass_context
+@_errors
+def config_check(ctx: click.Context, path: str | None) -> None:
+    """Validate PATH (default: the live config) without installing it.
+
+    Prints what publishes where: each rule, its branches and tags with their Hub targets, and its publishers.
+    Else prints the first problem as one line naming the file, the line and the key, and exits 1. Run it on a
+    new file before it replaces the live one.
+    """
+    from .config_check import check as validate
+
+    for line in validate(path or config_path(ctx.obj["config"])):
+        click.echo(line)
+
+
 
 # --- worker and queue -------------------------------------------------------------------------------------------
 
@@ -111,20 +163,25 @@ def _echo_json(data: Any) -> None:
 @click.option("--allow-root", is_flag=True,
               help="Run even as root (the files it creates are then root's, and the worker's user cannot "
                    "change them later).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="GITEA_HF_HOOK_LOG_FORMAT", help="Log lines on standard error as text, or as JSON objects.")
 @click.pass_context
 @_errors
-def worker(ctx: click.Context, once: bool, workers: int, allow_root: bool) -> None:
+def worker(ctx: click.Context, once: bool, workers: int, allow_root: bool, log_format: str) -> None:
     """Publish queued jobs to the Hub until SIGTERM or SIGINT (exit 0), or with --once until none is due.
 
     Run it as the worker's user. It refuses to start while anyone but root and that user could change the config,
     the spool or the folders above them, or read a token file; the error names the file and the fix.
     """
-    from ..worker import preflight, service
+    import os
 
+    from ..worker import logs, preflight, service
+
+    os.environ[logs.FORMAT_ENV] = log_format  # read by every worker process, --workers' children included
     # Never from the cache: it lives in a home folder only checked below.
     config = load(config_path(ctx.obj["config"]), cached=False)
     preflight.check(config, allow_root=allow_root)
-    sys.exit(service.run(config, once=once, workers=workers))
+    sys.exit(service.run(config, once=once, workers=workers, config_file=config.path))
 
 
 @cli.group()
@@ -133,22 +190,26 @@ def queue() -> None:
 
 
 @queue.command("list")
-@click.option("--all", "every", is_flag=True, help="Include done jobs.")
+@click.option("--all", "every", is_flag=True, help="Include cancelled and done jobs.")
+@click.option("--failed", "failed_only", is_flag=True, help="Only failed jobs (the dead letter).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @_errors
-def queue_list(ctx: click.Context, every: bool, as_json: bool) -> None:
+def queue_list(ctx: click.Context, every: bool, failed_only: bool, as_json: bool) -> None:
     """List queued, active and failed jobs."""
     import time
 
     from . import queue as qs
 
-    folders = ("queue", "active", "failed", "done") if every else ("queue", "active", "failed")
+    if every and failed_only:
+        raise click.UsageError("--all and --failed cannot be used together")
+    folders = (("failed",) if failed_only else ("queue", "active", "failed", "cancelled", "done") if every
+               else ("queue", "active", "failed"))
     found, now = qs.entries(_config(ctx).spool, folders), time.time()
     if as_json:
         _echo_json([qs.summary(e, now) for e in found])
     else:
-        for line in qs.format_list(found, now):
+        for line in qs.format_list(found, now, "no failed jobs" if failed_only else "no jobs"):
             click.echo(line)
 
 
@@ -172,22 +233,63 @@ def queue_show(ctx: click.Context, job_id: str, as_json: bool) -> None:
 
 
 @queue.command("retry")
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="[ID]", required=False)
+@click.option("--all-failed", is_flag=True, help="Every failed job.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @_errors
-def queue_retry(ctx: click.Context, job_id: str, as_json: bool) -> None:
-    """Queue a failed job again, due at once, with its attempts reset."""
+def queue_retry(ctx: click.Context, job_id: str | None, all_failed: bool, as_json: bool) -> None:
+    """Queue a failed job (or with --all-failed, every failed job) again, due at once, with its attempts reset."""
     import time
 
     from ..redact import escape
     from . import queue as qs
 
-    job = qs.retry(_config(ctx).spool, job_id, time.time())
-    if as_json:
-        _echo_json({"id": job.id, "state": "queued"})
+    if (job_id is None) == (not all_failed):
+        raise click.UsageError("name one failed job's ID, or pass --all-failed")
+    problems: list[str] = []
+    if job_id is not None:
+        jobs = [qs.retry(_config(ctx).spool, job_id, time.time())]
     else:
-        click.echo(escape(f"job {job.id} queued again: {job.target.label} {job.commit[:7]}"))
+        jobs, problems = qs.retry_all(_config(ctx).spool, time.time())
+    if as_json:
+        _echo_json({"retried": [job.id for job in jobs], "problems": problems} if all_failed
+                   else {"id": jobs[0].id, "state": "queued"})
+    else:
+        for job in jobs:
+            click.echo(escape(f"job {job.id} queued again: {job.target.label} {job.commit[:7]}"))
+        for problem in problems:
+            click.echo(escape(f"not retried: {problem}"))
+        if all_failed and not problems:
+            click.echo(f"queued {len(jobs)} failed job{'' if len(jobs) == 1 else 's'} again" if jobs
+                       else "no failed jobs to retry")
+    if problems:
+        n = len(problems)
+        raise HookError(f"{n} failed job{' was' if n == 1 else 's were'} not retried",
+                        "fix or delete each one named above; queue show ID says more")
+
+
+@queue.command("cancel")
+@click.argument("job_id", metavar="ID")
+@click.option("--reason", required=True, metavar="TEXT", help="Why; kept in the job's history.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def queue_cancel(ctx: click.Context, job_id: str, reason: str, as_json: bool) -> None:
+    """Cancel a queued job: it moves to cancelled/ with the reason, and is never published.
+
+    A job a worker is publishing (active) cannot be cancelled.
+    """
+    import time
+
+    from ..redact import escape
+    from . import queue as qs
+
+    job = qs.cancel(_config(ctx).spool, job_id, reason, time.time())
+    if as_json:
+        _echo_json({"id": job.id, "state": "cancelled", "reason": qs.cancel_reason(job)})
+    else:
+        click.echo(escape(f"job {job.id} cancelled: {job.target.label} {job.commit[:7]}: {qs.cancel_reason(job)}"))
 
 
 @queue.command("purge")
@@ -196,7 +298,7 @@ def queue_retry(ctx: click.Context, job_id: str, as_json: bool) -> None:
 @click.pass_context
 @_errors
 def queue_purge(ctx: click.Context, failed: bool, as_json: bool) -> None:
-    """Delete done jobs (and with --failed, failed jobs)."""
+    """Delete done and cancelled jobs (and with --failed, failed jobs)."""
     from . import queue as qs
 
     counts = qs.purge(_config(ctx).spool, failed=failed)
@@ -204,7 +306,7 @@ def queue_purge(ctx: click.Context, failed: bool, as_json: bool) -> None:
         _echo_json(counts)
     else:
         parts = [f"{n} {folder} job{'' if n == 1 else 's'}" for folder, n in counts.items()]
-        click.echo("deleted " + " and ".join(parts))
+        click.echo("deleted " + (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1])
 
 
 @cli.command()
@@ -212,17 +314,53 @@ def queue_purge(ctx: click.Context, failed: bool, as_json: bool) -> None:
 @click.pass_context
 @_errors
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Queue depth and age, active jobs and their workers, failures and the done count."""
+    """Queue depth and age, active jobs and their workers, failures, the done count, and each target's last
+    success and failure."""
     import time
 
     from . import queue as qs
 
-    data = qs.status(_config(ctx).spool, time.time())
+    data = qs.status(_config(ctx), time.time())
     if as_json:
         _echo_json(data)
     else:
         for line in qs.format_status(data):
             click.echo(line)
+
+
+# --- audit trail ------------------------------------------------------------------------------------------------
+
+@cli.group()
+def audit() -> None:
+    """Verify and read the audit trail (audit_log)."""
+
+
+@audit.command("verify")
+@click.pass_context
+@_errors
+def audit_verify(ctx: click.Context) -> None:
+    """Check every record's hash and its chain to the one before; name the first bad line and exit 1, or print
+    how many records verified."""
+    from . import audit_cmd
+
+    lines, code = audit_cmd.verify_lines(audit_cmd.verify(_config(ctx)))
+    for line in lines:
+        click.echo(line)
+    sys.exit(code)
+
+
+@audit.command("show")
+@click.option("--since", metavar="DATE", help="Only records from DATE on (2026-11-25, or with a time; UTC).")
+@click.option("--repo", metavar="OWNER/NAME", help="Only records of this Gitea repository.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON Lines.")
+@click.pass_context
+@_errors
+def audit_show(ctx: click.Context, since: str | None, repo: str | None, as_json: bool) -> None:
+    """Print the audit records, oldest first, one line each."""
+    from . import audit_cmd
+
+    for line, to_stderr in audit_cmd.show(_config(ctx), since=since, repo=repo, as_json=as_json):
+        click.echo(line, err=to_stderr)
 
 
 @cli.command("hub-emulator")

@@ -1,4 +1,5 @@
-"""Writing our hooks into Gitea repositories, beside Gitea's own, and taking them out again.
+"""Writing our hooks into Gitea repositories, beside Gitea's own, and taking them out again; keeping them right in
+every repository (``sync``), and a git template that gives them to repositories made later.
 
 Gitea's dispatcher runs every executable in ``hooks/<name>.d/``; we add ``hf-publish`` there and never touch
 Gitea's ``hooks/<name>`` or ``hooks/<name>.d/gitea``, which Gitea rewrites when it resynchronises hooks.
@@ -15,7 +16,8 @@ import os
 import shlex
 import stat
 import sys
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 from ..checks.problems import show_path
 from ..config.model import Config
@@ -62,10 +64,15 @@ def import_paths() -> list[str]:
 
 
 def render(hook: str, python: str, config_file: str) -> str:
-    """The text of one installed hook, with the interpreter, config and import paths baked in."""
+    """The text of one installed hook, with the interpreter, config and import paths baked in, and the module
+    file the hook tests for before it runs the interpreter."""
+    from .. import __file__ as package_file
+
     with open(os.path.join(templates_dir(), hook), encoding="utf-8") as f:
         template = f.read()
+    module = os.path.join(os.path.dirname(os.path.abspath(package_file)), "push", hook.replace("-", "_") + ".py")
     return (template.replace("@PYTHON@", shlex.quote(python)).replace("@CONFIG@", shlex.quote(config_file))
+            .replace("@MODULE@", shlex.quote(module))
             .replace("@PATHS@", " ".join(shlex.quote(p) for p in import_paths())))
 
 
@@ -90,10 +97,27 @@ def _every_repository(root: str) -> list[str]:
     return sorted(found)
 
 
+def every_repository(config: Config) -> list[str]:
+    """Every repository under ``gitea.repo_root`` but wikis. A root that is missing or holds none is an error: a
+    typo in the path would otherwise leave every repository without the hooks, and say nothing."""
+    root, where = config.repo_root, f"{config.path}: gitea.repo_root"
+    hint = "set it to Gitea's [repository] ROOT, by default <APP_DATA_PATH>/gitea-repositories"
+    if not os.path.exists(root):
+        raise HookError(f"{where}: {root} does not exist", hint)
+    if not os.path.isdir(root):
+        raise HookError(f"{where}: {root} is not a folder", hint)
+    os.listdir(root)  # unreadable: the OSError names the folder, rather than reading as an empty one
+    found = _every_repository(root)
+    if not found:
+        raise HookError(f"{where}: {root} holds no repositories (no <owner>/<name>.git folder)",
+                        f"{hint}; on a new server, create a repository in Gitea first")
+    return found
+
+
 def repositories(config: Config, names: tuple[str, ...], every: bool) -> list[str]:
     """Bare repository folders named ``OWNER/REPO``, or all of them (wikis never publish, so not those)."""
     if every:
-        return _every_repository(config.repo_root)
+        return every_repository(config)
     result = []
     for name in names:
         owner, _, repo = name.partition("/")
@@ -209,15 +233,16 @@ def _write_hook(folder: int, owner: os.stat_result, text: str) -> None:
     os.fsync(folder)
 
 
-def _prepare_spool(spool: str) -> None:
+def _prepare_spool(spool: str, *, repair: bool = True) -> None:
     """Create or repair the spool when this user may (root, or the spool's owner); Gitea's user, which runs install
-    on servers where root does not, may only check that it can queue jobs there."""
+    on servers where root does not, may only check that it can queue jobs there. ``sync`` only creates what is
+    missing (``repair=False``), so that a run with nothing to do changes nothing."""
     try:
         owner = os.lstat(spool).st_uid
     except FileNotFoundError:
         owner = os.geteuid()
     if os.geteuid() in (0, owner):
-        layout.ensure_layout(spool, repair=True)
+        layout.ensure_layout(spool, repair=repair)
     elif layout.writable_problem(spool):
         raise HookError(f"{spool}: this user may not queue jobs there (its tmp/ and queue/ are missing or not "
                         "writable by this user)", "run gitea-hf-hook worker --once as the spool's owner first: it "
@@ -240,31 +265,43 @@ def _hook_folders(hooks: int, hooks_path: str, *, create: bool) -> dict[str, int
     return opened
 
 
-def _install_hooks(path: str, repo: int, texts: dict[str, str]) -> list[str]:
-    """Write both hooks into the open repository folder ``repo``; returns its warnings."""
-    hooks_path = os.path.join(path, "hooks")
-    hooks = _subfolder(repo, "hooks", hooks_path, create=True)
+@contextmanager
+def _both_hook_folders(parent: int, hooks_path: str) -> Iterator[tuple[int, dict[str, int]]]:
+    """``hooks/`` in the open folder ``parent`` and both of its ``.d`` folders, opened, and made when missing."""
+    hooks = _subfolder(parent, "hooks", hooks_path, create=True)
     if hooks is None:  # removed again as it was made
         raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), hooks_path)
     try:
         folders = _hook_folders(hooks, hooks_path, create=True)
         try:
             for hook in HOOKS:
-                target = os.path.join(hooks_path, f"{hook}.d", HOOK_FILE)
                 if hook not in folders:
-                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), os.path.dirname(target))
-                if _exists(folders[hook], HOOK_FILE) and not _ours(folders[hook], HOOK_FILE):
-                    raise HookError(f"{target} exists and was not written by gitea-hf-hook",
-                                    "move it aside, then install again")
-            owner = os.fstat(hooks)
-            for hook, folder in folders.items():
-                _write_hook(folder, owner, texts[hook])
+                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), os.path.join(hooks_path, f"{hook}.d"))
+            yield hooks, folders
         finally:
             for folder in folders.values():
                 os.close(folder)
-        heads = {hook: _head(hooks, hook) for hook in HOOKS}
     finally:
         os.close(hooks)
+
+
+def _install_hooks(path: str, repo: int, texts: dict[str, str]) -> list[str]:
+    """Write both hooks into the open repository folder ``repo``; returns its warnings."""
+    hooks_path = os.path.join(path, "hooks")
+    with _both_hook_folders(repo, hooks_path) as (hooks, folders):
+        for hook in HOOKS:
+            if _exists(folders[hook], HOOK_FILE) and not _ours(folders[hook], HOOK_FILE):
+                raise HookError(f"{os.path.join(hooks_path, f'{hook}.d', HOOK_FILE)} exists and was not written by "
+                                "gitea-hf-hook", "move it aside, then install again")
+        owner = os.fstat(hooks)
+        for hook, folder in folders.items():
+            _write_hook(folder, owner, texts[hook])
+        return _dispatcher_warnings(hooks)
+
+
+def _dispatcher_warnings(hooks: int) -> list[str]:
+    """One warning per hook whose ``hooks/<name>`` in the open folder ``hooks`` is not Gitea's dispatcher."""
+    heads = {hook: _head(hooks, hook) for hook in HOOKS}
     return [f"hooks/{hook} is not Gitea's dispatcher, so the hook will not run (let Gitea resynchronise its hooks)"
             for hook, head in heads.items() if head is None or GITEA_MARKER.encode() not in head]
 
@@ -342,3 +379,207 @@ def uninstall(config: Config, repos: list[str]) -> list[str]:
             os.close(repo)
         lines.append(f"uninstalled {name}" if removed else f"not installed in {name}")
     return lines
+
+
+# --- sync: every repository, each time it runs --------------------------------------------------------------------
+# Our files are told from others by MARKER in their first lines (hooks/pre-receive and hooks/post-receive hold it):
+# a file named hf-publish that carries it is ours, whatever else was done to it, and is made again exactly as this
+# install writes it; one without it is someone else's and is never touched.
+
+MODE = 0o755
+LIMIT = 64 * 1024  # far above the size of our hooks: a larger file is not one we wrote
+MISSING = "missing"
+OUTCOMES = ("installed", "repaired", "in order", "skipped", "refused")
+
+
+class Foreign(HookError):
+    """A file named ``hf-publish`` that we did not write."""
+
+
+def _read(fd: int) -> bytes:
+    chunks = []
+    size = 0
+    while size <= LIMIT and (chunk := os.read(fd, LIMIT + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _why_different(content: bytes) -> str:
+    """Why our hook file differs from what this install writes: the interpreter or the package it runs is gone
+    (paths Gitea's user may have written: only looked at, never opened), or it was edited or written elsewhere."""
+    for line in content.decode("utf-8", "surrogateescape").split("\n"):
+        if line.startswith("exec "):
+            try:
+                argv = shlex.split(line[len("exec "):])
+            except ValueError:
+                break
+            if argv and not (os.path.isfile(argv[0]) and os.access(argv[0], os.X_OK)):
+                return f"its interpreter {show_path(argv[0])} no longer exists"
+            if len(argv) > 7 and not os.path.isdir(os.path.join(argv[7], "gitea_hf_hook")):
+                return f"its package is no longer in {show_path(argv[7])}"
+            break
+    return "it was modified, or written by another installation"
+
+
+def _repairs(folder: int, text: str, path: str) -> list[str]:
+    """Why ``hf-publish`` in the open ``folder`` (``path`` names it) must be written again: ``[MISSING]``, or what
+    is wrong with it, or nothing when it holds exactly ``text`` with mode 0755. Foreign when it is not ours: a
+    link, a FIFO or a file without our marker. Opened without following a link and without blocking."""
+    try:
+        fd = os.open(HOOK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    except FileNotFoundError:
+        return [MISSING]
+    except OSError:
+        fd = -1
+    content, mode = b"", 0
+    if fd >= 0:
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                content, mode = _read(fd), stat.S_IMODE(info.st_mode)
+        finally:
+            os.close(fd)
+    if MARKER.encode() not in content[:HEAD]:
+        raise Foreign(f"{path} exists and was not written by gitea-hf-hook",
+                      "move it aside, then run gitea-hf-hook sync again")
+    reasons = [] if content == text.encode() else [_why_different(content)]
+    if mode != MODE:
+        reasons.append(f"its mode was {mode:04o}, not {MODE:04o}" if mode & 0o100
+                       else f"it was not executable (mode {mode:04o})")
+    return reasons
+
+
+def _sync_hooks(path: str, repo: int, texts: dict[str, str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Write each hook of the open repository folder ``repo`` that is missing or not as ``texts`` has it; returns
+    what was wrong with each (nothing for a hook in order) and the repository's warnings. Both files are looked at
+    before either is written, so a foreign one leaves the repository as it was."""
+    hooks_path = os.path.join(path, "hooks")
+    with _both_hook_folders(repo, hooks_path) as (hooks, folders):
+        repairs = {hook: _repairs(folders[hook], texts[hook], os.path.join(hooks_path, f"{hook}.d", HOOK_FILE))
+                   for hook in HOOKS}
+        owner = os.fstat(hooks)
+        for hook, reasons in repairs.items():
+            if reasons:
+                _write_hook(folders[hook], owner, texts[hook])
+        return repairs, _dispatcher_warnings(hooks)
+
+
+def _sync_repository(config: Config, path: str, texts: dict[str, str]) -> tuple[str, list[str]]:
+    """One of OUTCOMES for the repository at ``path``, and its lines."""
+    name = _name(config, path)
+    try:
+        repo = _open_repository(config.repo_root, path)
+    except LinkedFolder as exc:
+        return "skipped", [f"skipped {name}: {show_path(str(exc))}"]
+    except HookError as exc:  # removed since it was listed
+        return "refused", [f"refused {name}: {show_path(str(exc))}"]
+    try:
+        repairs, warnings = _sync_hooks(path, repo, texts)
+    except HookError as exc:  # a foreign file, or a link in place of a hook folder: the other repositories go on
+        return "refused", [f"refused {name}: {show_path(str(exc))}"]
+    except OSError as exc:
+        return "refused", [f"refused {name}: {show_path(f'{exc.filename}: {exc.strerror}')}"]
+    finally:
+        os.close(repo)
+    notes = [f"warning {name}: {show_path(w)}" for w in warnings]
+    if all(reasons == [MISSING] for reasons in repairs.values()):
+        return "installed", [f"installed {name}", *notes]
+    lines = [f"repaired {name}: hooks/{hook}.d/{HOOK_FILE} was missing" if reasons == [MISSING]
+             else f"repaired {name}: hooks/{hook}.d/{HOOK_FILE}: {'; '.join(reasons)}"
+             for hook, reasons in repairs.items() if reasons]
+    return ("repaired" if lines else "in order"), lines + notes
+
+
+def sync(config: Config, python: str = sys.executable) -> tuple[list[str], int]:
+    """Make our hooks in every repository exactly what this installation writes: installed where missing, written
+    again where modified, not executable, or naming an interpreter or package that is gone. Returns one line per
+    repository changed, skipped or refused, and per fix, then a summary; and how many repositories were refused.
+    A second run prints the same as a third: nothing is written when all is in order."""
+    repos = every_repository(config)
+    _prepare_spool(config.spool, repair=False)
+    texts = {hook: render(hook, python, os.path.abspath(config.path)) for hook in HOOKS}
+    counts = dict.fromkeys(OUTCOMES, 0)
+    lines: list[str] = []
+    for path in repos:
+        outcome, said = _sync_repository(config, path, texts)
+        counts[outcome] += 1
+        lines += said
+    total = len(repos)
+    if counts["in order"] == total:
+        lines.append(f"all {total} repositories in order" if total > 1 else "the one repository is in order")
+    else:
+        lines.append(f"{total} repositor{'y' if total == 1 else 'ies'}: "
+                     + ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n))
+    return lines, counts["refused"]
+
+
+# --- the template for repositories made tomorrow ------------------------------------------------------------------
+
+TEMPLATE_HINT = ("git copies the template into every repository and temporary clone Gitea makes, so it may hold "
+                 "nothing but our hooks: move that out, or name an empty folder")
+
+
+def _check_template(top: int, folder: str) -> None:
+    """Refuse a template folder that holds anything but ``hooks/<hook>.d/hf-publish`` files of ours."""
+    def refuse(path: str) -> HookError:
+        return HookError(f"the template {folder} holds {path}, which is not one of gitea-hf-hook's hooks",
+                         TEMPLATE_HINT)
+
+    for name in os.listdir(top):
+        if name != "hooks":
+            raise refuse(name)
+    hooks_path = os.path.join(folder, "hooks")
+    hooks = _subfolder(top, "hooks", hooks_path)
+    if hooks is None:
+        return
+    try:
+        for name in os.listdir(hooks):
+            if name not in [f"{hook}.d" for hook in HOOKS]:
+                raise refuse(f"hooks/{name}")
+        folders = _hook_folders(hooks, hooks_path, create=False)
+        try:
+            for hook, fd in folders.items():
+                for name in os.listdir(fd):
+                    if name != HOOK_FILE or not _ours(fd, name):
+                        raise refuse(f"hooks/{hook}.d/{name}")
+        finally:
+            for fd in folders.values():
+                os.close(fd)
+    finally:
+        os.close(hooks)
+
+
+def write_template(config: Config, folder: str, python: str = sys.executable) -> list[str]:
+    """Write a git template folder holding our two hooks and nothing else, for ``init.templateDir``; returns what
+    was done and the ``app.ini`` lines that make Gitea's git use it. Everything in it is readable by all (0755),
+    for Gitea's user reads it on every ``git init``."""
+    folder = os.path.abspath(folder)
+    if not folder.isprintable():
+        raise HookError(f"the template folder {show_path(folder)} has a name app.ini cannot hold",
+                        "name a folder whose path has no control characters")
+    _prepare_spool(config.spool)  # the first repository made from the template queues its jobs there
+    texts = {hook: render(hook, python, os.path.abspath(config.path)) for hook in HOOKS}
+    made = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    top = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # named by the admin, trusted as given
+    try:
+        if made:
+            os.fchmod(top, MODE)
+        _check_template(top, folder)
+        with _both_hook_folders(top, os.path.join(folder, "hooks")) as (hooks, folders):
+            owner = os.fstat(hooks)
+            wrote = False
+            for fd in (hooks, *folders.values()):
+                os.fchmod(fd, MODE)
+            for hook, fd in folders.items():
+                if _repairs(fd, texts[hook], os.path.join(folder, "hooks", f"{hook}.d", HOOK_FILE)):
+                    _write_hook(fd, owner, texts[hook])
+                    wrote = True
+    finally:
+        os.close(top)
+    files = " and ".join(f"hooks/{hook}.d/{HOOK_FILE}" for hook in HOOKS)
+    return [f"wrote the template {folder}: {files}" if wrote else f"the template {folder} is up to date: {files}",
+            "add to Gitea's app.ini, then restart Gitea; new, forked and migrated repositories get the hooks:",
+            "[git.config]",
+            f"init.templateDir = {folder}"]

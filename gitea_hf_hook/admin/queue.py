@@ -1,7 +1,13 @@
-"""What ``gitea-hf-hook queue list|show|retry|purge`` and ``gitea-hf-hook status`` read and do.
+"""What ``gitea-hf-hook queue list|show|retry|cancel|purge`` and ``gitea-hf-hook status`` read and do.
 
 Each view is data first (JSON-able dicts, for ``--json``) and lines of text second. Reading takes no lock;
-``retry`` takes the job's claim lock, so it never races a worker or the lock-file sweep.
+``retry`` takes the job's claim lock, and ``cancel`` claims the job as a worker does, so neither races a worker or
+the lock-file sweep. Both write only the worker's folders, as the worker would: they run as the spool's owner or
+root, and what root creates is given to the spool's owner.
+
+A cancelled job ends in ``cancelled/``, a folder of the worker's beside ``done/`` and ``failed/``: rewritten as the
+spool owner's file, its history ending with the admin's reason. The worker never reads that folder, housekeeping
+never prunes it, and ``queue purge`` empties it.
 """
 
 from __future__ import annotations
@@ -14,13 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.model import Config
 from ..errors import JobError, SpoolError
 from ..redact import clean, escape
 from ..spool import claims, layout
 from ..spool.codec import to_data
 from ..spool.job import Attempt, Job, dump, parse
+from ..worker import metrics
 
-STATES = {"queue": "queued", "active": "active", "failed": "failed", "done": "done"}
+STATES = {"queue": "queued", "active": "active", "failed": "failed", "cancelled": "cancelled", "done": "done"}
+CANCELLED = "cancelled"
+CANCELLED_BY = "cancelled by an admin: "  # how a cancellation starts in the job's history
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
@@ -155,6 +165,8 @@ def note(entry: Entry, now: float) -> str:
     if entry.folder == "active":
         who = f"{entry.holder.describe()} since {when(entry.holder.started)}" if entry.holder else "an unknown worker"
         return f"held by {who}" if entry.held else f"orphaned (was {who}); the next worker pass takes it again"
+    if entry.folder == CANCELLED:
+        return cancel_reason(job)
     outcome = job.outcome
     if outcome is None:
         return ""
@@ -184,10 +196,10 @@ def _columns(rows: Sequence[tuple[str, ...]], indent: str = "") -> list[str]:
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
 
 
-def format_list(found: list[Entry], now: float) -> list[str]:
-    """``queue list`` as an aligned table."""
+def format_list(found: list[Entry], now: float, empty: str = "no jobs") -> list[str]:
+    """``queue list`` as an aligned table, or ``empty``."""
     if not found:
-        return ["no jobs"]
+        return [empty]
     rows: list[tuple[str, ...]] = [("ID", "STATE", "TARGET", "COMMIT", "ATTEMPTS", "CREATED", "NOTE")]
     for e in found:
         job = e.job
@@ -219,6 +231,8 @@ def format_show(entry: Entry, now: float) -> list[str]:
         lines.append(f"due: {'now' if job.not_before <= now else when(job.not_before)}")
     elif entry.folder == "active":
         lines.append(f"claim: {note(entry, now)}")
+    elif entry.folder == CANCELLED:
+        lines.append(f"reason: {cancel_reason(job)}")
     elif outcome is None:
         lines.append("outcome: not recorded")
     elif entry.folder == "failed":
@@ -235,12 +249,31 @@ def format_show(entry: Entry, now: float) -> list[str]:
     return [escape(line) for line in lines]
 
 
-def retry(root: str, job_id: str, now: float) -> Job:
-    """Move a failed job back to ``queue/``, due at once with its attempts reset; returns the job."""
-    entry = find(root, job_id)
-    if entry.folder != "failed":
-        raise SpoolError(f"job {job_id} is {entry.state}, not failed; only failed jobs can be retried",
-                         "gitea-hf-hook queue list shows each job's state")
+def cancel_reason(job: Job) -> str:
+    """The admin's reason for cancelling ``job``: the end of its history's last entry."""
+    last = job.errors[-1].message if job.errors else ""
+    return last.removeprefix(CANCELLED_BY) if last.startswith(CANCELLED_BY) else ""
+
+
+def _must_write(root: str, folders: tuple[str, ...], verb: str) -> None:
+    """SpoolError unless this user may write each of ``folders`` of the spool: they are the worker's, and an admin
+    command that could only do half its moves would leave a job between two folders."""
+    for folder in folders:
+        path = os.path.join(root, folder) if folder else root
+        if os.path.isdir(path) and not os.access(path, os.W_OK | os.X_OK):
+            owner = os.stat(root).st_uid
+            try:
+                import pwd
+
+                who = pwd.getpwuid(owner).pw_name
+            except KeyError:
+                who = str(owner)
+            raise SpoolError(f"cannot {verb} jobs: {path} is not writable by this user",
+                             f"run gitea-hf-hook queue {verb} as the spool's owner, {who}, or as root")
+
+
+def _requeue(root: str, job_id: str, now: float) -> Job:
+    """Move the failed job ``job_id`` back to ``queue/``, due at once with its attempts reset, under its lock."""
     name = job_id + ".json"
     with claims.holding(claims.lock_path(root, job_id), claims.me(now)) as held:
         if not held:
@@ -269,13 +302,105 @@ def retry(root: str, job_id: str, now: float) -> Job:
     return job
 
 
+_RETRY_FOLDERS = ("failed", "queue", "state/locks")
+
+
+def retry(root: str, job_id: str, now: float) -> Job:
+    """Move a failed job back to ``queue/``, due at once with its attempts reset; returns the job."""
+    entry = find(root, job_id)
+    if entry.folder != "failed":
+        raise SpoolError(f"job {job_id} is {entry.state}, not failed; only failed jobs can be retried",
+                         "gitea-hf-hook queue list shows each job's state")
+    _must_write(root, _RETRY_FOLDERS, "retry")
+    return _requeue(root, job_id, now)
+
+
+def retry_all(root: str, now: float) -> tuple[list[Job], list[str]]:
+    """Queue every job in ``failed/`` again, as :func:`retry` does one; returns the jobs queued, and one line for each
+    failed job that could not be (a file that does not parse stays in failed/ until it is fixed or purged)."""
+    check_spool(root)
+    _must_write(root, _RETRY_FOLDERS, "retry")
+    queued, problems = [], []
+    for name in layout.job_names(root, "failed"):
+        try:
+            queued.append(_requeue(root, name.removesuffix(".json"), now))
+        except SpoolError as exc:
+            problems.append(str(exc))
+    return queued, problems
+
+
+def _cancelled_folder(root: str) -> str:
+    """``cancelled/``, created on first use with the mode and owner of the worker's folders; never a link."""
+    path = os.path.join(root, CANCELLED)
+    try:
+        os.mkdir(path, layout.WORKER_FOLDER_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(path, layout.WORKER_FOLDER_MODE)  # past the umask
+        if os.geteuid() == 0:
+            owner = os.stat(root)
+            os.chown(path, owner.st_uid, owner.st_gid)
+            os.chmod(path, layout.WORKER_FOLDER_MODE)  # chown clears the setgid bit
+    if os.path.islink(path) or not os.path.isdir(path):
+        raise SpoolError(f"the spool folder {path} is not a folder", f"remove it (rm {path}); it is recreated")
+    return path
+
+
+def cancel(root: str, job_id: str, reason: str, now: float) -> Job:
+    """Move a queued job to ``cancelled/`` with ``reason`` at the end of its history; returns the job as kept.
+
+    The job is claimed as a worker claims it (its lock, then ``queue/`` to ``active/``) and settled from there, so a
+    worker never publishes a job being cancelled, and a crash halfway leaves it in ``active/``, whence the next pass
+    queues it again. A job a worker holds is refused: its publish may already be on the Hub.
+    """
+    reason = clean(reason.strip())
+    if not reason:
+        raise SpoolError("a cancellation needs a reason", "say why with --reason TEXT; it is kept in the job")
+    entry = find(root, job_id)
+    if entry.folder == "active":
+        raise SpoolError(f"job {job_id} is being published ({note(entry, now)}), so it cannot be cancelled",
+                         "only queued jobs can be cancelled: wait until it is done, or until it fails or is queued "
+                         "again for a retry")
+    if entry.folder != "queue":
+        raise SpoolError(f"job {job_id} is {entry.state}, not queued; only queued jobs can be cancelled",
+                         "gitea-hf-hook queue list shows each job's state")
+    if entry.job is None:
+        raise SpoolError(f"job {job_id} cannot be cancelled: {entry.problem}",
+                         "the worker moves it to failed/ on its next pass")
+    _must_write(root, ("active", "state/locks", CANCELLED, ""), "cancel")
+    _cancelled_folder(root)
+    name = job_id + ".json"
+    claim = claims.claim(root, name, now)
+    if claim is None:
+        raise SpoolError(f"job {job_id} was claimed by a worker just now, so it cannot be cancelled",
+                         f"gitea-hf-hook queue show {job_id} says where it is")
+    try:
+        try:
+            job = parse(name, claim.read())
+        except (OSError, JobError) as exc:
+            # Gitea's user rewrote it since we looked: it goes back as it is, and the worker judges it.
+            claim.finish("queue")
+            raise SpoolError(f"job {job_id} cannot be cancelled: {exc}",
+                             "the worker moves it to failed/ on its next pass") from None
+        job = job._replace(errors=(*job.errors, Attempt(now, clean(CANCELLED_BY + reason))))
+        claim.finish(CANCELLED, job)
+    finally:
+        if not claim.released:
+            claim.finish("queue")
+    return job
+
+
 def purge(root: str, *, failed: bool = False) -> dict[str, int]:
-    """Delete every job in ``done/`` (and ``failed/`` too when asked); returns how many of each."""
+    """Delete every job in ``done/`` and ``cancelled/`` (and ``failed/`` too when asked); returns how many of each.
+    ``cancelled/`` is counted only once a job was ever cancelled."""
     check_spool(root)
     counts: dict[str, int] = {}
-    for folder in ("done", "failed") if failed else ("done",):
-        counts[folder] = 0
+    for folder in ("done", CANCELLED, "failed") if failed else ("done", CANCELLED):
         path = os.path.join(root, folder)
+        if folder == CANCELLED and not os.path.isdir(path):
+            continue
+        counts[folder] = 0
         for name in os.listdir(path) if os.path.isdir(path) else []:
             try:
                 os.unlink(os.path.join(path, name))
@@ -285,26 +410,37 @@ def purge(root: str, *, failed: bool = False) -> dict[str, int]:
     return counts
 
 
-def status(root: str, now: float) -> dict[str, Any]:
-    """The numbers for ``status``: queue depth and age, active jobs and their workers, failures, done count."""
+def status(config: Config, now: float) -> dict[str, Any]:
+    """The figures for ``status``: queue depth and age, active jobs and their workers, failures, cancelled and done
+    counts, and each target's last success and last failure (the same figures as the worker's metrics file)."""
+    root = config.spool
     found = entries(root, ("queue", "active", "failed"))
-    queued = [e for e in found if e.folder == "queue"]
-    created = [e.job.created for e in queued if e.job is not None]
-    oldest = min(created) if created else None
+    depth, due, oldest = metrics.queue_figures([e.job for e in found if e.folder == "queue"], now)
+    failed = [{"id": e.id, "target": target_text(e.job), "reason": note(e, now)}
+              for e in found if e.folder == "failed"]
     return {
-        "queue": {"depth": len(queued),
-                  "due": sum(1 for e in queued if e.job is None or e.job.not_before <= now),
+        "queue": {"depth": depth, "due": due,
                   "oldest_created": oldest, "oldest_age_seconds": None if oldest is None else int(now - oldest)},
         "active": [{"id": e.id, "target": target_text(e.job), "holder": detail(e)["holder"], "held": e.held}
                    for e in found if e.folder == "active"],
-        "failed": [{"id": e.id, "target": target_text(e.job), "reason": note(e, now)}
-                   for e in found if e.folder == "failed"],
+        "failed": failed,
+        "failures": len(failed),
+        "cancelled": len(layout.job_names(root, CANCELLED)),
         "done": len(layout.job_names(root, "done")),
+        "targets": [metrics.target_data(t, now) for t in metrics.targets(config)],
     }
 
 
 def _jobs(n: int) -> str:
     return f"{n} job" if n == 1 else f"{n} jobs"
+
+
+def _last(what: str, event: dict[str, Any] | None) -> str:
+    if event is None:
+        return f"last {what}: never"
+    line = (f"last {what}: {when(event['at'])} ({age(event['age_seconds'])} ago), job {event['job']}, "
+            f"commit {event['commit'][:7] or 'none (a deletion)'}")
+    return line + (f": {event['reason']}" if "reason" in event else "")
 
 
 def format_status(data: dict[str, Any]) -> list[str]:
@@ -322,5 +458,22 @@ def format_status(data: dict[str, Any]) -> list[str]:
     lines += _columns(rows, "  ")
     lines.append(f"failed: {_jobs(len(data['failed']))}")
     lines += _columns([(f["id"], f["target"], f["reason"]) for f in data["failed"]], "  ")
+    if data["cancelled"]:
+        lines.append(f"cancelled: {_jobs(data['cancelled'])}")
     lines.append(f"done: {_jobs(data['done'])}")
+    if data["targets"]:
+        # Every target is in --json; the text names the failing ones alone, so that a server with hundreds of
+        # targets still shows its queue and its trouble on one screen.
+        failing = [t for t in data["targets"] if failing_now(t)]
+        lines.append(f"targets: {len(data['targets'])}, {len(failing) or 'none'} failing")
+        for t in failing:
+            # Escaped whole: a revision comes from a branch name, a reason from the Hub.
+            lines += [escape(f"  {t['label']}"), escape("    " + _last("published", t["last_success"])),
+                      escape("    " + _last("failed", t["last_failure"]))]
     return lines
+
+
+def failing_now(target: dict[str, Any]) -> bool:
+    """Whether a target's last failure is no older than its last publish (one of ``status``'s ``targets``)."""
+    failure, success = target["last_failure"], target["last_success"]
+    return failure is not None and (success is None or failure["at"] >= success["at"])

@@ -3,6 +3,12 @@
 Validating needs PyYAML, which costs a push about 10 ms to import; a push whose config did not change reads
 this JSON instead. Beside it, ``<cache>.spool`` names the spool in plain text: the post-receive hook needs
 nothing else, and reading it costs no import at all (``json`` brings ``re``, several milliseconds).
+
+Two more files serve a config that stops loading. ``<cache>.routing`` keeps the routing (``match``, ``branches``,
+``tags`` of each rule) of the last valid load, with no stamp: while the file is broken, the pre-receive hook
+rejects only the refs that routing publishes. ``<cache>.broken`` holds the time a hook first found the file
+broken, for ``status`` and ``doctor``; the next valid load removes it. The folder is the hook user's: it is
+trusted for routing at push time only, and never by the worker.
 """
 
 from __future__ import annotations
@@ -19,9 +25,17 @@ _CODE = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
               for name in ("model.py", "schema.py", "load.py"))
 
 
-def cache_file(path: str) -> str:
-    """``~/.cache/gitea-hf-hook/config-<path>.json``, named after the path: hashlib costs 2 ms to import."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+# The most a routing record may weigh: far above any real config's, and read only while the config is broken.
+ROUTING_LIMIT = 1 << 20
+_ROUTING_KEYS = ("match", "branches", "tags")
+
+
+def cache_file(path: str, cache_home: str | None = None) -> str:
+    """``~/.cache/gitea-hf-hook/config-<path>.json``, named after the path: hashlib costs 2 ms to import.
+
+    ``cache_home`` stands for ``$XDG_CACHE_HOME`` (else ``~/.cache``): another user's, for a command that reads
+    what the hooks left."""
+    base = cache_home or os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     key = os.path.abspath(path).strip(os.sep).replace(os.sep, "_")
     return os.path.join(base, "gitea-hf-hook", f"config-{key}.json")
 
@@ -47,21 +61,37 @@ def read(path: str) -> dict[str, Any] | None:
         return None
 
 
-def write(path: str, data: dict[str, Any]) -> None:
-    """Remember ``data`` as the validated config of ``path`` as it is now. A cache we cannot write only costs
-    time, so failures are ignored."""
+def _temporary(name: str, text: str) -> str:
+    """A file beside ``name`` holding ``text``, readable and writable by us alone; raises OSError."""
+    tmp = f"{name}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return tmp
+
+
+def write(path: str, data: dict[str, Any], read_at: list[int] | None = None) -> None:
+    """Remember ``data`` as the validated config of ``path`` as it is now, and its routing as the last valid one;
+    the config is no longer broken. ``read_at`` is the file's :func:`stamp` taken before it was read: an edit
+    landing between the read and now then leaves a stamp that matches no file, rather than filing the old content
+    under the new file's stamp. A cache we cannot write only costs time, so failures are ignored (without a
+    routing record, a config that breaks later fails closed for every branch and tag)."""
     import json
 
     cache = cache_file(path)
     try:
-        current = stamp(path)
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        current = stamp(path) if read_at is None else read_at
+        os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
+        routing = {"config": os.path.abspath(path),
+                   "repos": [{key: rule[key] for key in _ROUTING_KEYS} for rule in data["repos"]]}
         for name, text in ((f"{cache}.spool", str(data["spool"])),
-                           (cache, json.dumps({"stamp": current, "config": data}))):
-            tmp = f"{name}.{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, name)
+                           (cache, json.dumps({"stamp": current, "config": data})),
+                           (f"{cache}.routing", json.dumps(routing))):
+            os.replace(_temporary(name, text), name)  # a reader sees the old file or the new one, never half
+        try:
+            os.unlink(f"{cache}.broken")
+        except FileNotFoundError:
+            pass
     except OSError:
         pass
 
@@ -73,3 +103,68 @@ def spool_dir(path: str) -> str | None:
             return f.read() or None
     except OSError:
         return None
+
+
+def routing(path: str) -> list[Any] | None:
+    """The routing the last valid load of ``path`` left: one ``{"match", "branches", "tags"}`` object per rule, as
+    JSON gives it (the caller checks each value). None when there is none, or none we trust: the record and its
+    folder must be ours, real (no link), and writable by no one else, and the record no larger than
+    ``ROUTING_LIMIT``. Whoever runs as the hook user could have written it; only push time may believe it."""
+    import json
+    import stat
+
+    name = cache_file(path) + ".routing"
+
+    def ours(info: os.stat_result, kind: int) -> bool:
+        return (stat.S_IFMT(info.st_mode) == kind and info.st_uid == os.geteuid()
+                and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+    try:
+        if not ours(os.lstat(os.path.dirname(name)), stat.S_IFDIR):
+            return None
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not ours(info, stat.S_IFREG) or info.st_size > ROUTING_LIMIT:
+                return None
+            data = json.loads(f.read(ROUTING_LIMIT + 1).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("config") != os.path.abspath(path):
+        return None  # another config whose path makes the same file name
+    repos = data.get("repos")
+    return repos if isinstance(repos, list) else None
+
+
+def mark_broken(path: str) -> None:
+    """Record that a hook found the config of ``path`` broken, unless that is on record already: the first such
+    moment is when it broke. The next valid load clears it. Failures are ignored: the record is for display."""
+    import time
+
+    marker = cache_file(path) + ".broken"
+    if os.path.exists(marker):
+        return
+    try:
+        os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
+        tmp = _temporary(marker, f"{int(time.time())}\n")
+        try:
+            os.link(tmp, marker)  # the first hook to get here wins; a reader never sees half a record
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def broken_since(path: str, cache_home: str | None = None) -> float | None:
+    """When the hooks first found the config of ``path`` broken (seconds since the epoch), or None when the last
+    config they loaded was valid, or they never tried. ``cache_home`` is the hook user's ``$XDG_CACHE_HOME``
+    (default: ours), for ``status`` and ``doctor`` run as another user. The hook user writes this record, so the
+    value is only ever shown."""
+    try:
+        with open(cache_file(path, cache_home) + ".broken", "rb") as f:
+            since = float(f.read(64).decode("ascii"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return since if 0 <= since < float("inf") else None

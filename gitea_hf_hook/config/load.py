@@ -80,6 +80,11 @@ def load(path: str, *, cached: bool = True) -> Config:
             return from_json(remembered)
         except (KeyError, TypeError):
             pass  # written by another version: validate afresh
+    try:
+        read_at: list[int] | None = cache.stamp(path)  # before the read: see cache.write
+    except OSError:
+        read_at = None  # _read says why
     config = _read(path)
-    cache.write(path, to_json(config))
+    if read_at is not None:
+        cache.write(path, to_json(config), read_at)
     return config

@@ -18,6 +18,8 @@ HINT = "fix config.yaml; README.md lists every key"
 REPO_TYPES = ("model", "dataset", "space")
 PICKLE_MODES = ("deny", "allowlist", "allow")
 SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
+# The syslog facilities audit_syslog may name; `true` means auth, as for other security records.
+SYSLOG_FACILITIES = ("auth", "authpriv", "daemon", "user", *(f"local{n}" for n in range(8)))
 HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}\Z")
 # The client refuses these path segments (huggingface_hub's _validate_path_in_repo and FORBIDDEN_FOLDERS).
 FORBIDDEN_SEGMENTS = (".git", ".cache")
@@ -196,12 +198,15 @@ class Config(NamedTuple):
     gitea_url: str = ""
     gitea_token_file: str = ""
     gitea_verify_lfs: bool = True  # ask Gitea that each LFS object belongs to the repository before uploading it
+    gitea_statuses: bool = True  # post each job's outcome as a commit status (with url and token_file)
     hub_endpoint: str = "https://huggingface.co"
     hub_tokens: dict[str, str] = {}  # never mutated
     hub_xet: str = "auto"
     spool: str = "/var/lib/gitea-hf-hook/spool"
     audit_log: str = "/var/lib/gitea-hf-hook/audit.jsonl"
+    audit_syslog: str = ""  # a syslog facility each audit record is also sent to; "" sends none
     log_file: str = ""
+    metrics_file: str = ""  # the worker writes its figures there after each pass, in the Prometheus text format
     enforce: bool = True
     groups: dict[str, tuple[str, ...]] = {}  # never mutated
     repos: tuple[RepoRule, ...] = ()

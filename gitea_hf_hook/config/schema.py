@@ -24,6 +24,7 @@ from .model import (
     PICKLE_MODES,
     REPO_TYPES,
     SPACE_SDKS,
+    SYSLOG_FACILITIES,
     CardRule,
     Checks,
     Config,
@@ -185,6 +186,13 @@ def _xet(doc: _Doc, node: yaml.Node, where: str) -> str:
     return doc.choice(node, where, ("auto", "off"))
 
 
+def _syslog(doc: _Doc, node: yaml.Node, where: str) -> str:
+    # true is the auth facility, false none; else a facility by name.
+    if isinstance(node, yaml.ScalarNode) and isinstance(doc.value(node), bool):
+        return "auth" if doc.value(node) else ""
+    return doc.choice(node, where, SYSLOG_FACILITIES)
+
+
 def _groups(doc: _Doc, node: yaml.Node, where: str) -> dict[str, tuple[str, ...]]:
     doc.groups = {name: doc.strings(members, f"{where}.{name}")
                   for name, members in doc.mapping(node, where, None).items()}
@@ -202,7 +210,7 @@ def _hub_repo(doc: _Doc, node: yaml.Node, where: str) -> str:
     template = doc.string(node, where)
     try:
         example = template.format(owner="owner", name="name")
-    except (KeyError, IndexError, ValueError):
+    except (KeyError, IndexError, ValueError, AttributeError):  # "{owner.x}" asks for an attribute
         raise doc.error(node, where, f"may use only {{owner}} and {{name}} (got {template!r})") from None
     namespace, _, name = example.partition("/")
     if not HUB_NAME.match(namespace) or not HUB_NAME.match(name):
@@ -218,7 +226,7 @@ def _branches(doc: _Doc, node: yaml.Node, where: str) -> tuple[tuple[str, str], 
         revision = doc.string(value_node, f"{where}.{branch}")
         try:
             revision.format(branch="b")
-        except (KeyError, IndexError, ValueError):
+        except (KeyError, IndexError, ValueError, AttributeError):  # "{branch.x}" asks for an attribute
             raise doc.error(value_node, f"{where}.{branch}", f"may use only {{branch}} (got {revision!r})") from None
         result.append((branch, revision))
     return tuple(result)
@@ -308,11 +316,8 @@ CHECKS: Section = {
     "safetensors": ("safetensors", _boolean), "json": ("json", _boolean), "secrets": ("secrets", _boolean),
     "lfs_secrets_mb": ("lfs_secrets_mb", _number), "forbid": ("forbid", _globs),
 }
-# What decides which refs publish where: the broken-config fallback reads these keys alone.
-ROUTING: Section = {"match": ("match", _string), "branches": ("branches", _branches),
-                    "tags": ("tags", _glob_or_globs)}
 REPO: Section = {
-    **ROUTING,
+    "match": ("match", _string), "branches": ("branches", _branches), "tags": ("tags", _glob_or_globs),
     "hub_repo": ("hub_repo", _hub_repo), "repo_type": ("repo_type", _choice(REPO_TYPES)),
     "space_sdk": ("space_sdk", _choice(SPACE_SDKS)), "private": ("private", _boolean),
     "create": ("create", _boolean), "publishers": ("publishers", _publishers),
@@ -327,13 +332,16 @@ WORKER: Section = {name: (name, _whole if name in ("max_attempts", "max_files_pe
 LIMITS: Section = {"max_refs": ("max_refs", _whole), "max_files": ("max_files", _whole),
                    "max_scan_mb": ("max_scan_mb", _positive), "deadline_seconds": ("deadline_seconds", _seconds)}
 GITEA: Section = {"repo_root": ("repo_root", _path), "lfs_root": ("lfs_root", _path), "url": ("gitea_url", _url),
-                  "token_file": ("gitea_token_file", _path), "verify_lfs": ("gitea_verify_lfs", _boolean)}
+                  "token_file": ("gitea_token_file", _path), "verify_lfs": ("gitea_verify_lfs", _boolean),
+                  "statuses": ("gitea_statuses", _boolean)}
 HUB: Section = {"endpoint": ("hub_endpoint", _endpoint), "tokens": ("hub_tokens", _tokens),
                 "xet": ("hub_xet", _xet)}
 # The top level: gitea and hub are flattened into Config's own fields; groups come before repos on purpose.
 TOP: dict[str, Section | tuple[str, Validator]] = {
     "gitea": GITEA, "hub": HUB, "spool": ("spool", _path), "audit_log": ("audit_log", _path),
+    "audit_syslog": ("audit_syslog", _syslog),
     "log_file": ("log_file", _path), "enforce": ("enforce", _boolean), "groups": ("groups", _groups),
+    "metrics_file": ("metrics_file", _path),
     "repos": ("repos", lambda doc, node, where: _repos(doc, node, REPO, _rule)),
     "limits": ("limits", _record(LIMITS, Limits)),
     "worker": ("worker", _record(WORKER, WorkerSettings)),
@@ -392,23 +400,3 @@ def parse(path: str, text: str) -> Config:
     if "repo_root" not in values:
         raise doc.error(top["gitea"], "gitea.repo_root", "missing; point it at Gitea's [repository] ROOT")
     return Config(**values)
-
-
-def routing(path: str, text: str) -> tuple[RepoRule, ...]:
-    """The rules of ``repos`` as far as routing goes (``match``, ``branches``, ``tags``), every other key
-    ignored: what the broken-config fallback reads. Raises ConfigError when even those cannot be read."""
-    doc, root = _root(path, text)
-    # Known keys only: a misspelt or misplaced "repos" must not read as "no rules, nothing publishes".
-    top = doc.mapping(root, "", tuple(TOP))
-    if "repos" not in top:
-        return ()
-
-    def rule(doc: _Doc, node: yaml.Node, index: int, section: Section) -> RepoRule:
-        keys = doc.mapping(node, f"repos[{index}]", None)
-        wanted = {k: v for k, v in keys.items() if k in section}
-        if "match" not in wanted:
-            raise doc.error(node, f"repos[{index}]", "needs a 'match' key")
-        values = {section[k][0]: section[k][1](doc, v, f"repos[{index}].{k}") for k, v in wanted.items()}
-        return RepoRule(position=index, **values)
-
-    return _repos(doc, top["repos"], ROUTING, rule)

@@ -25,17 +25,30 @@ def _say(lines: list[str]) -> None:
 
 
 def _broken_config(error: ConfigError, config_file: str, push: Push, updates: list[Update]) -> int:
-    from ..config.fallback import might_publish
+    """The config does not load: reject the refs that published under the last valid config, with the error, and
+    let every other ref through. With no valid config on record, every branch and tag counts as publishing."""
+    from ..config import cache
+    from ..config.fallback import last_valid_rules, publishes
+    from ..redact import escape
+    from .report import MAX_LINES
 
-    refs = [u.ref for u in updates if might_publish(config_file, push.owner, push.name, u.ref)]
+    cache.mark_broken(config_file)
+    rules = last_valid_rules(config_file)
+    refs = [u.ref for u in updates if publishes(rules, push.owner, push.name, u.ref)]
     if not refs:
         return 0
-    lines = []
-    for ref in refs:
-        lines += [f"{PREFIX} rejected {ref} of {push.full_name}, which may publish to the Hub: "
-                  "the publishing config is broken, so nothing can be checked:",
-                  f"  {error}",
-                  "  (a Gitea admin must fix it; refs that do not publish are not affected)"]
+    if rules is None:
+        why = "which may publish to the Hub: no valid config is on record, so every branch and tag counts"
+        passes = "until then every push to a branch or tag is rejected"
+    else:
+        why = "which publishes to the Hub under the last valid config"
+        passes = "pushes to refs that did not publish under the last valid config are let through"
+    # One line per ref, bounded as the checks' own report is; the ref names are the pusher's, so escaped.
+    shown = refs if len(refs) <= MAX_LINES else refs[:MAX_LINES - 1]
+    lines = [f"{PREFIX} rejected {escape(ref)} of {escape(push.full_name)}, {why}" for ref in shown]
+    if len(shown) < len(refs):
+        lines.append(f"{PREFIX} … and {len(refs) - len(shown)} more refs")
+    lines += [f"  the publishing config is broken: {escape(str(error))}", f"  (a Gitea admin must fix it; {passes})"]
     _say(lines)
     return 1
 

@@ -1,9 +1,10 @@
 """The spool's folders: a Maildir-style directory that git hooks write and workers drain.
 
 Layout: ``tmp/`` (being written), ``queue/`` (waiting), ``active/`` (claimed by a worker), ``done/``,
-``failed/`` (dead letter) and ``state/``. A job is written to ``tmp/``, fsynced, then renamed into ``queue/``
-and the directory fsynced, so a reader never sees half a job and a crash loses none. Queueing takes no lock;
-only claims do. This module stays light: post-receive imports it, and it must not pull in ``filelock``.
+``failed/`` (dead letter), ``state/``, and ``audit/`` (the hooks' audit drops, which the worker chains). A job is
+written to ``tmp/``, fsynced, then renamed into ``queue/`` and the directory fsynced, so a reader never sees half
+a job and a crash loses none. Queueing takes no lock; only claims do. This module stays light: post-receive
+imports it, and it must not pull in ``filelock``.
 
 The hand-off between the two hooks lives here too. pre-receive, which has the config loaded and the commits
 peeled, writes each accepted update's job to ``tmp/prepared-...`` (fsynced); post-receive, once git has updated
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 # Who may write where. The hooks, running as Gitea's user, write only the hook folders; everything the worker
 # decides from lives in folders only the spool's owner (the worker's user) can write. Both kinds are setgid so that
 # files stay in the spool's group, which Gitea's user and the worker's user share.
-HOOK_FOLDERS = ("tmp", "queue", "cards")
+HOOK_FOLDERS = ("tmp", "queue", "cards", "audit")  # audit/: the hooks' audit drops (spool/audit_drop.py)
 WORKER_FOLDERS = ("active", "done", "failed", "state", "state/targets", "state/locks")
 FOLDERS = ("tmp", "queue", "active", "done", "failed", "state")  # the job folders, as the queue commands list them
 HOOK_FOLDER_MODE = 0o2770

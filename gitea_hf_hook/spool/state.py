@@ -3,7 +3,8 @@
 The worker writes it after each publish and reads it before the next, to publish only what changed. Only the
 spool's owner may write the folder, and a state file is still parsed like a job: every field checked, commit
 ids included, and one that does not parse is treated as absent, which makes the next publish rebuild what it
-needs from the Hub itself.
+needs from the Hub itself. Beside it, the target's last failure (``<key>.failure.json``) is kept for ``status``
+and the metrics file; nothing the worker publishes depends on it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import NamedTuple
 
 from ..config.model import Target
 from ..errors import JobError
+from . import layout
 from .codec import ShapeError, from_data, to_data
 from .job import PublishResult, is_id, is_oid
 
-__all__ = ["PublishResult", "TargetState", "dump", "parse", "state_path", "target_key"]
+__all__ = ["PublishResult", "TargetFailure", "TargetRecord", "TargetState", "dump", "dump_failure", "failure_path",
+           "parse", "parse_failure", "records", "state_path", "target_key"]
 
 VERSION = 1
 
@@ -68,3 +71,102 @@ def parse(name: str, data: bytes) -> TargetState:
         raise JobError(f"state file {name}: job: {state.job!r} is not a job id",
                        "it is ignored: the next publish compares with the Hub")
     return state
+
+
+# --- the last failure of each target ----------------------------------------------------------------------------
+# Beside a target's state, in a file of its own: a target whose every job failed has no state to add it to, and
+# state files from before this record existed are read unchanged (a release that knows nothing of it never opens
+# ``<key>.failure.json``, and one that does reads a target without it as "no failure recorded").
+
+FAILURE_SUFFIX = ".failure.json"
+
+
+class TargetFailure(NamedTuple):
+    """The last job of one target that ended in ``failed/``: when, which job, repository, ref and commit, and why."""
+
+    target: Target
+    job: str
+    repository: str  # the Gitea repository, owner/name, as the job named it
+    ref: str
+    commit: str  # empty for a deletion
+    failed: float
+    reason: str
+
+
+def failure_path(spool: str, key: str) -> str:
+    """The last-failure file of the target whose :func:`target_key` is ``key``."""
+    return os.path.join(spool, "state", "targets", key + FAILURE_SUFFIX)
+
+
+def dump_failure(failure: TargetFailure) -> bytes:
+    return json.dumps({"version": VERSION, **to_data(failure)}, sort_keys=True, indent=1).encode()
+
+
+def parse_failure(name: str, data: bytes) -> TargetFailure:
+    """The failure stored as ``name``; raises JobError naming the file and the field that is wrong."""
+    hint = "it is ignored: the next failure of the target writes it again"
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.pop("version", None) != VERSION:
+            raise ShapeError("version", f"must be {VERSION}")
+        failure = from_data(TargetFailure, raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobError(f"state file {name}: {exc}", hint) from None
+    if failure.commit and not is_oid(failure.commit):
+        raise JobError(f"state file {name}: commit: must be a full hex object id", hint)
+    if not is_id(failure.job):
+        raise JobError(f"state file {name}: job: {failure.job!r} is not a job id", hint)
+    return failure
+
+
+class TargetRecord(NamedTuple):
+    """What ``state/targets/`` holds for one target: its last publish and its last failure, either maybe absent."""
+
+    key: str
+    success: TargetState | None
+    failure: TargetFailure | None
+
+    @property
+    def target(self) -> Target:
+        known = self.success or self.failure
+        assert known is not None
+        return known.target
+
+
+def _key_of(name: str) -> tuple[str, bool] | None:
+    """``(key, is_failure)`` for a state file name, None for anything else (temporary dotfiles included)."""
+    failure = name.endswith(FAILURE_SUFFIX)
+    key = name.removesuffix(FAILURE_SUFFIX) if failure else name.removesuffix(".json")
+    if name.startswith(".") or key == name or len(key) != 32 or key.strip("0123456789abcdef"):
+        return None
+    return key, failure
+
+
+def records(spool: str) -> list[TargetRecord]:
+    """Every target the worker holds a state or a last failure for, by key. A file that cannot be read or parsed,
+    or that speaks of a target other than its name's, is left out, as the worker ignores it."""
+    folder = os.path.join(spool, "state", "targets")
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    successes: dict[str, TargetState] = {}
+    failures: dict[str, TargetFailure] = {}
+    for name in names:
+        keyed = _key_of(name)
+        if keyed is None:
+            continue
+        key, is_failure = keyed
+        try:
+            data = layout.read_entry(folder, name)
+            if is_failure:
+                failure = parse_failure(name, data)
+                if target_key(failure.target) == key:
+                    failures[key] = failure
+            else:
+                success = parse(name, data)
+                if target_key(success.target) == key:
+                    successes[key] = success
+        except (OSError, JobError):
+            continue
+    return [TargetRecord(key, successes.get(key), failures.get(key)) for key in sorted({*successes, *failures})]

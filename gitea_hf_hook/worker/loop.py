@@ -26,9 +26,9 @@ from ..spool.job import Job, Outcome, parse
 from ..spool.state import PublishResult, TargetState, state_path, target_key
 from ..spool.state import dump as dump_state
 from ..spool.state import parse as parse_state
-from . import housekeeping, preflight
+from . import gitea_status, housekeeping, metrics, preflight
 from .derive import route
-from .logs import say
+from .logs import Event, say
 
 Publisher = Callable[[Config, Job, "TargetState | None"], PublishResult]
 
@@ -94,6 +94,10 @@ def _settled(job: Job, state: str, now: float, *, reason: str = "", superseded_b
     holder = claims.me(now)
     return job._replace(outcome=Outcome(state=state, finished=now, host=holder.host, pid=holder.pid, reason=reason,
                                         superseded_by=superseded_by, result=result))
+
+
+def _event(job: Job, outcome: str, duration: float | None = None) -> Event:
+    return Event(job.id, job.target.label, job.commit, outcome, duration)
 
 
 def _default_publish() -> Publisher:
@@ -162,6 +166,7 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
             _drain_target(config, key, jobs, now, publish, result)
         except SpoolError as exc:  # one unusable lock or file must not stop the other targets
             _spool_problem(exc)
+    metrics.after_pass(config, now)  # metrics_file, when set
     return result
 
 
@@ -211,11 +216,12 @@ def _supersede(config: Config, listed: Job, winner: str, state: TargetState | No
         # Published already: its worker died after writing the target state, before moving the job to done/.
         claim.finish("done", _settled(job, "published", now, result=state.result))
         result.published.append(job.id)
-        say(f"job {job.id} was published before its worker stopped; moved to done")
+        say(f"job {job.id} was published before its worker stopped; moved to done", event=_event(job, "published"))
         return
     claim.finish("done", _settled(job, "superseded", now, superseded_by=winner))
     result.superseded.append(job.id)
-    say(f"job {job.id} ({job.target.label} {job.commit[:7]}) superseded by job {winner}")
+    say(f"job {job.id} ({job.target.label} {job.commit[:7]}) superseded by job {winner}",
+        event=_event(job, "superseded"))
 
 
 def _publish(config: Config, key: str, listed: Job, state: TargetState | None, now: float,
@@ -231,24 +237,32 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
         if job.not_before > now:  # another worker rescheduled it after our listing
             claim.finish("queue")
             return
-        say(f"publishing job {job.id}: {job.commit[:7]} to {job.target.label} (attempt {job.attempts + 1})")
+        say(f"publishing job {job.id}: {job.commit[:7]} to {job.target.label} (attempt {job.attempts + 1})",
+            event=_event(job, "started"))
+        status = gitea_status.start(config, job)  # pending in Gitea; never fails the publish
+        began = time.monotonic()
         try:
             published = publish(config, job, state)
         except PublishError as exc:
             # Cleaned here, where a failure's text first reaches the job: it may quote the Hub, Gitea or a path.
-            message = clean(str(exc))
+            message, took = clean(str(exc)), time.monotonic() - began
             if exc.retryable:
-                _failed_attempt(config, claim, job, message, exc.retry_after, now, result)
+                reason = _failed_attempt(config, claim, job, message, exc.retry_after, now, result, took)
             else:
-                _fail(claim, job.failed_attempt(now, message), message, now, result)
+                reason = _fail(claim, job.failed_attempt(now, message), message, now, result, took)
+            status.settled(message, reason)
             return
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected failure must not stop the worker
+            took = time.monotonic() - began
             frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f" (at {os.path.basename(frame.filename)}:{frame.lineno})" if frame else ""
             said = clean(f"{type(exc).__name__}: {exc}")  # an exception of the client may quote any answer
             say(f"job {job.id}: unexpected {said}{where}", logging.ERROR)
-            _failed_attempt(config, claim, job, f"internal error: {said}", None, now, result)
+            message = f"internal error: {said}"
+            reason = _failed_attempt(config, claim, job, message, None, now, result, took)
+            status.settled(message, reason)
             return
+        took = time.monotonic() - began
         new_state = TargetState(target=job.target, job=job.id, created=job.created, published=now, result=published)
         # State first, then done/: a crash in between is recognised by the job id in the state (see _supersede).
         path = state_path(config.spool, key)
@@ -256,7 +270,8 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
         claim.finish("done", _settled(job, "published", now, result=published))
         result.published.append(job.id)
         say(f"published job {job.id}: {job.commit[:7]} is {job.target.label} "
-             f"(hub commit {(published.hub_commit or '?')[:12]})")
+             f"(hub commit {(published.hub_commit or '?')[:12]})", event=_event(job, "published", took))
+        status.published(published)
     finally:
         if not claim.released:  # interrupted by something we do not catch: give the job back untouched
             claim.finish("queue")
@@ -283,30 +298,36 @@ def _reread(claim: claims.Claim, result: LoopResult, listed: Job | None = None) 
 
 
 def _failed_attempt(config: Config, claim: claims.Claim, job: Job, message: str, retry_after: float | None,
-                    now: float, result: LoopResult) -> None:
-    """Count a retryable failure: back to ``queue/`` after a backoff, or ``failed/`` when out of attempts or age."""
+                    now: float, result: LoopResult, duration: float | None = None) -> str | None:
+    """Count a retryable failure: back to ``queue/`` after a backoff (returns None), or ``failed/`` when out of
+    attempts or age (returns the reason)."""
     settings, message = config.worker, clean(message)
     job = job.failed_attempt(now, message)
     # A job an admin queued again ages from then, not from its push.
     age_hours = (now - (job.retried or job.created)) / 3600
     if job.attempts >= settings.max_attempts:
-        _fail(claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}", now, result)
-    elif age_hours > settings.max_age_hours:
-        _fail(claim, job, f"gave up: the job is {age_hours:.1f} hours old (worker.max_age_hours is "
-                          f"{settings.max_age_hours:g}): {message}", now, result)
-    else:
-        delay = backoff(job.attempts, settings, retry_after)
-        claim.finish("queue", job._replace(not_before=now + delay))
-        result.retried.append(job.id)
-        say(f"job {job.id} failed (attempt {job.attempts} of {settings.max_attempts}), retrying in "
-             f"{delay:.0f}s: {message}", logging.WARNING)
+        return _fail(claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}", now,
+                     result, duration)
+    if age_hours > settings.max_age_hours:
+        return _fail(claim, job, f"gave up: the job is {age_hours:.1f} hours old (worker.max_age_hours is "
+                                 f"{settings.max_age_hours:g}): {message}", now, result, duration)
+    delay = backoff(job.attempts, settings, retry_after)
+    claim.finish("queue", job._replace(not_before=now + delay))
+    result.retried.append(job.id)
+    say(f"job {job.id} failed (attempt {job.attempts} of {settings.max_attempts}), retrying in "
+         f"{delay:.0f}s: {message}", logging.WARNING, _event(job, "retrying", duration))
+    return None
 
 
-def _fail(claim: claims.Claim, job: Job, reason: str, now: float, result: LoopResult) -> None:
+def _fail(claim: claims.Claim, job: Job, reason: str, now: float, result: LoopResult,
+          duration: float | None = None) -> str:
+    """Settle a job in ``failed/``; returns the reason, as stored."""
     reason = clean(reason)
     claim.finish("failed", _settled(job, "failed", now, reason=reason))
     result.failed.append(job.id)
-    say(f"job {job.id} failed: {reason}", logging.ERROR)
+    metrics.record_failure(claim.spool, job, reason, now)  # the target's last failure, for status and metrics
+    say(f"job {job.id} failed: {reason}", logging.ERROR, _event(job, "failed", duration))
+    return reason
 
 
 def _dead_letter_unreadable(claim: claims.Claim, reason: str, result: LoopResult) -> None:
@@ -314,7 +335,8 @@ def _dead_letter_unreadable(claim: claims.Claim, reason: str, result: LoopResult
     claim.finish("failed", note=reason)
     result.failed.append(claim.job_id)
     said = reason.removeprefix(f"job file {claim.name}: ")  # the parser names the file too
-    say(f"job file {claim.name} cannot be published, moved to failed/: {said}", logging.ERROR)
+    say(f"job file {claim.name} cannot be published, moved to failed/: {said}", logging.ERROR,
+        Event(claim.job_id, None, None, "failed"))
 
 
 def _requeue_orphan(config: Config, claim: claims.Claim, now: float, result: LoopResult) -> None:
@@ -332,6 +354,6 @@ def _requeue_orphan(config: Config, claim: claims.Claim, now: float, result: Loo
         _fail(claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}", now, result)
         return
     claim.finish("queue", job)
-    say(f"job {job.id}: {message}", logging.WARNING)
+    say(f"job {job.id}: {message}", logging.WARNING, _event(job, "requeued"))
 
 

@@ -237,3 +237,36 @@ def test_install_checks_a_repository_another_user_owns_without_running_its_confi
     assert any(line.startswith("hf-publish: rejected refs/heads/main of acme/bert-tiny") for line in lines), lines
     assert not canary.exists()
     assert (repo / "hooks" / "pre-receive.d" / "hf-publish").is_file()
+
+
+ROOT_HINT = "set it to Gitea's [repository] ROOT, by default <APP_DATA_PATH>/gitea-repositories"
+
+
+def test_install_all_says_when_repo_root_does_not_exist(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    server.repo_root.rmdir()
+    result = server.cli("install", "--all")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"gitea-hf-hook: error: {server.config_path}: gitea.repo_root: {server.repo_root} does "
+                             f"not exist ({ROOT_HINT})\n")
+
+
+def test_install_all_says_when_repo_root_is_a_file(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    server.repo_root.rmdir()
+    server.repo_root.write_text("")
+    result = server.cli("install", "--all")
+    assert result.stderr == (f"gitea-hf-hook: error: {server.config_path}: gitea.repo_root: {server.repo_root} is "
+                             f"not a folder ({ROOT_HINT})\n")
+
+
+def test_install_and_uninstall_all_say_when_repo_root_holds_no_repositories_but_wikis(server: GiteaServer):
+    server.write_config(RULE, extra=GROUPS)
+    server.create_repo("acme", "a", wiki=True)
+    (server.repo_root / "zeta").mkdir()  # an owner whose repositories were all deleted
+    for verb in ("install", "uninstall"):
+        result = server.cli(verb, "--all")
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == (
+            f"gitea-hf-hook: error: {server.config_path}: gitea.repo_root: {server.repo_root} holds no repositories "
+            f"(no <owner>/<name>.git folder) ({ROOT_HINT}; on a new server, create a repository in Gitea first)\n")

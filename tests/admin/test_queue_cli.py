@@ -30,6 +30,7 @@ from tests.support.jobs import ROOT, ROUTE, jid, make_job, read_job
 NOW = 1_800_018_030.0  # 2027-01-15T13:00:30Z
 HOST = socket.gethostname()
 REFUSED = "the Hub answered 403: you cannot write to acme/bert-tiny (give the token write access)"
+TARGET = {"hub_repo": "acme/bert-tiny", "repo_type": "model", "kind": "branch"}
 BROKEN = ("job file broken.json: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
           "(char 1))")
 
@@ -131,6 +132,10 @@ def test_status_shows_depth_age_workers_failures_and_done(scene: Scene) -> None:
         f"  20270115-080000-00000014  acme/bert-tiny tag v1.0  {REFUSED}",
         f"  broken                    ?                        {BROKEN}",
         "done: 2 jobs",
+        "targets: 2, 1 failing",
+        "  acme/bert-tiny tag v1.0",
+        "    last published: never",
+        f"    last failed: 2027-01-15T12:55:30Z (5m00s ago), job 20270115-080000-00000014, commit c000000: {REFUSED}",
     ]
     assert json.loads(scene.run("status", "--json").output) == {
         "queue": {"depth": 2, "due": 1, "oldest_created": NOW - 18030, "oldest_age_seconds": 18030},
@@ -141,7 +146,16 @@ def test_status_shows_depth_age_workers_failures_and_done(scene: Scene) -> None:
              "holder": {"host": HOST, "pid": scene.orphan_pid, "since": NOW - 120}}],
         "failed": [{"id": jid(20), "target": "acme/bert-tiny tag v1.0", "reason": REFUSED},
                    {"id": "broken", "target": "?", "reason": BROKEN}],
-        "done": 2,
+        "failures": 2, "cancelled": 0, "done": 2,
+        "targets": [
+            {"label": "acme/bert-tiny branch main", "target": {**TARGET, "name": "main", "revision": "main"},
+             "last_success": {"at": NOW - 300, "age_seconds": 300, "job": jid(11), "commit": make_job(11).commit,
+                              "hub_commit": "b" * 40},
+             "last_failure": None},
+            {"label": "acme/bert-tiny tag v1.0",
+             "target": {**TARGET, "kind": "tag", "name": "v1.0", "revision": "v1.0"}, "last_success": None,
+             "last_failure": {"at": NOW - 300, "age_seconds": 300, "job": jid(20), "commit": make_job(20).commit,
+                              "repository": "acme/bert-tiny", "ref": "refs/tags/v1.0", "reason": REFUSED}}],
     }
 
 
@@ -202,7 +216,7 @@ def test_queue_purge_deletes_done_and_with_failed_also_failed(scene: Scene) -> N
     assert scene.run("queue", "purge").output == "deleted 2 done jobs\n"
     assert json.loads(scene.run("queue", "purge", "--failed", "--json").output) == {"done": 0, "failed": 2}
     assert os.listdir(Path(scene.config.spool, "failed")) == []
-    assert scene.run("status").output.splitlines()[-2:] == ["failed: 0 jobs", "done: 0 jobs"]
+    assert scene.run("status").output.splitlines()[4:6] == ["failed: 0 jobs", "done: 0 jobs"]
 
 
 def test_status_of_an_empty_spool_from_the_installed_command(server: GiteaServer) -> None:

@@ -111,6 +111,10 @@ def test_bad_thresholds_templates_and_groups_are_refused():
         "expected an operator (>=, >, <=, <, ==) and a number")
     assert error_of(FULL.replace("acme/{name}", "acme/{repo}")).startswith(
         "config.yaml:18: repos[0].hub_repo: may use only {owner} and {name} (got 'acme/{repo}')")
+    assert error_of(FULL.replace("acme/{name}", "acme/{name.x}")).startswith(
+        "config.yaml:18: repos[0].hub_repo: may use only {owner} and {name} (got 'acme/{name.x}')")
+    assert error_of(FULL.replace("branches: {main: main}", 'branches: {main: "{branch.x}"}')).startswith(
+        "config.yaml:22: repos[0].branches.main: may use only {branch} (got '{branch.x}')")
     assert error_of(FULL.replace('"@ml-release"', '"@release"')).startswith(
         "config.yaml:24: repos[0].publishers[1]: names an unknown group (got '@release')")
 

@@ -16,6 +16,18 @@ Errors other than per-object ones are Gitea's ``ErrorResponse``, whose JSON key 
 or method gets Gitea's HTML 404 page. Tokens go in ``Authorization: token``, ``Bearer`` or Basic, as Gitea
 takes them; the deprecated ``?token=`` query is not served. Repositories exist once granted or linked, and
 their names compare case-insensitively, as Gitea's lookup does.
+
+It also serves ``POST /api/v1/repos/{owner}/{repo}/statuses/{sha}`` as the reference's section 1 says, in
+the order of Gitea's middleware: a known token without ``write:repository`` (or ``all``), 403 "token does not
+have at least one of required scope(s)..."; an unknown repository, or one the token's user cannot read, 404
+(every repository here is private, so a request without a token Gitea knows is a 404 too); a user who may only
+read, 403; a body Go's decoder refuses, 422; a commit the repository does not hold (looked up with git in the
+repository folder, which Gitea keeps beside its LFS store by default), 500; a state longer than its
+``VARCHAR(7)`` column, 500. Otherwise it trims the fields, always adds a row with the next index for
+(repository, sha), and answers 201 with ``api.CommitStatus``, whose state key is ``status``. No state is
+refused, and no length limit is applied, as Gitea applies none. These errors carry Gitea's ``APIError`` body,
+``{"message", "url"}``. Requests to the API are recorded in :attr:`GiteaApi.status_requests`, apart from the
+LFS server's in :attr:`GiteaApi.requests`.
 """
 
 from __future__ import annotations
@@ -23,18 +35,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
 import secrets
+import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from gitea_hf_hook.gitea import isolation
+
 MEDIA_TYPE = "application/vnd.git-lfs+json"
 _BATCH = re.compile(r"/([^/]+)/([^/]+)/info/lfs/objects/batch")
 _OID = re.compile(r"[a-f\d]{64}")
+_STATUSES = re.compile(r"/api/v1/repos/([^/]+)/([^/]+)/statuses/([^/]*)")
+_SHA = re.compile(r"[0-9a-fA-F]{4,64}")
+WORKER_SCOPES = ("read:repository", "write:repository")  # what the worker's token needs: LFS reads, statuses
 
 
 class Recorded(NamedTuple):
@@ -56,23 +76,44 @@ class _Failure:
 
 
 @dataclass
+class Hold:
+    """The next request to a path matching ``pattern``, held unanswered: ``arrived`` is set when it comes in,
+    and it is served as usual once :meth:`release` is called (or the server stops)."""
+
+    pattern: re.Pattern[str]
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class _State:
     lfs_root: Path
+    repo_root: Path
     url: str = ""
     tokens: dict[str, str] = field(default_factory=dict)  # token -> user name
+    scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # token -> its scopes
     readers: set[tuple[str, str]] = field(default_factory=set)  # (user, repository lowercased)
+    writers: set[tuple[str, str]] = field(default_factory=set)  # (user, repository lowercased)
     repositories: set[str] = field(default_factory=set)  # lowercased
     rows: dict[tuple[str, str], int] = field(default_factory=dict)  # lfs_meta_object: (repository, oid) -> size
+    statuses: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # (repository, sha) -> rows
     requests: list[Recorded] = field(default_factory=list)
+    status_requests: list[Recorded] = field(default_factory=list)
     failures: list[_Failure] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class GiteaApi:
-    """Gitea's LFS batch endpoint on 127.0.0.1, in a daemon thread; ``url`` is its ROOT_URL (with the slash)."""
+    """Gitea's LFS batch endpoint and commit-status API on 127.0.0.1, in a daemon thread; ``url`` is its ROOT_URL
+    (with the slash). ``repo_root`` holds the repositories, by default beside ``lfs_root`` as in Gitea's own
+    defaults (``APP_DATA_PATH/gitea-repositories`` and ``APP_DATA_PATH/lfs``)."""
 
-    def __init__(self, lfs_root: Path) -> None:
-        self._state = _State(lfs_root)
+    def __init__(self, lfs_root: Path, repo_root: Path | None = None) -> None:
+        self._state = _State(lfs_root, repo_root or lfs_root.parent / "gitea-repositories")
         state = self._state
 
         class Handler(_Handler):
@@ -97,21 +138,39 @@ class GiteaApi:
 
     @property
     def requests(self) -> list[Recorded]:
+        """What reached the LFS server (and any path that is neither it nor the API), oldest first."""
         with self._state.lock:
             return list(self._state.requests)
 
-    def add_token(self, user: str) -> str:
-        """A new access token for ``user`` (Gitea's are 40 hex digits), made now."""
+    @property
+    def status_requests(self) -> list[Recorded]:
+        """What reached the API (``/api/v1/...``), oldest first."""
+        with self._state.lock:
+            return list(self._state.status_requests)
+
+    def statuses(self, repository: str, sha: str) -> list[dict[str, Any]]:
+        """Every status row of a commit, oldest first, each as the API answered it when it was created."""
+        with self._state.lock:
+            return [dict(row) for row in self._state.statuses.get((repository.lower(), sha), [])]
+
+    def add_token(self, user: str, scopes: tuple[str, ...] = WORKER_SCOPES) -> str:
+        """A new access token for ``user`` (Gitea's are 40 hex digits) with ``scopes``, made now."""
         token = secrets.token_hex(20)
         with self._state.lock:
             self._state.tokens[token] = user
+            self._state.scopes[token] = scopes
         return token
 
-    def grant(self, user: str, repository: str) -> None:
-        """Let ``user`` read the code of ``repository`` (``owner/name``)."""
+    def grant(self, user: str, repository: str, *, write: bool = True) -> None:
+        """Give ``user`` write access to the code of ``repository`` (``owner/name``), which implies read access;
+        ``write=False``: read access only."""
         with self._state.lock:
             self._state.repositories.add(repository.lower())
             self._state.readers.add((user, repository.lower()))
+            if write:
+                self._state.writers.add((user, repository.lower()))
+            else:
+                self._state.writers.discard((user, repository.lower()))
 
     def link(self, repository: str, oid: str, size: int) -> None:
         """Add the ``lfs_meta_object`` row that an upload to ``repository`` creates."""
@@ -131,6 +190,13 @@ class GiteaApi:
         with self._state.lock:
             self._state.failures.append(_Failure(0, {}, None, threading.Event()))
 
+    def hold(self, path: str) -> Hold:
+        """Hold the next request whose path matches the regular expression ``path`` (see :class:`Hold`)."""
+        hold = Hold(re.compile(path))
+        with self._state.lock:
+            self._state.holds.append(hold)
+        return hold
+
     def stop(self) -> None:
         """Stop serving and close the port; a second call does nothing."""
         if self._stopped:
@@ -140,6 +206,8 @@ class GiteaApi:
             for failure in self._state.failures:
                 if failure.stall is not None:
                     failure.stall.set()
+            for hold in self._state.holds:
+                hold.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
@@ -169,13 +237,23 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             payload = None
         authorization = self.headers.get("Authorization")
+        api = self.path.startswith("/api/v1/")
         with self.state.lock:
-            self.state.requests.append(Recorded(self.command, self.path, self.headers.get("Accept"),
-                                                authorization.split(" ", 1)[0] if authorization else None,
-                                                payload))
+            (self.state.status_requests if api else self.state.requests).append(Recorded(
+                self.command, self.path, self.headers.get("Accept"),
+                authorization.split(" ", 1)[0] if authorization else None, payload))
             failure = self.state.failures.pop(0) if self.state.failures else None
+            hold = next((h for h in self.state.holds if h.pattern.search(self.path)), None)
+            if hold is not None:
+                self.state.holds.remove(hold)
+        if hold is not None:
+            hold.arrived.set()
+            hold.released.wait()
         if failure is not None:
             self._fail(failure)
+            return
+        if api:
+            self._api(authorization or "", raw, payload)
             return
         match = _BATCH.fullmatch(self.path)
         if self.command != "POST" or match is None:
@@ -220,6 +298,71 @@ class _Handler(BaseHTTPRequestHandler):
                 link["header"] = {"Authorization": authorization}
             entry["actions"] = {"download": link}
         return entry
+
+    # -- the API: commit statuses ---------------------------------------------------------------------------------
+
+    def _api(self, authorization: str, raw: bytes, payload: Any) -> None:
+        match = _STATUSES.fullmatch(self.path.split("?", 1)[0])
+        if self.command != "POST" or match is None:
+            self._api_error(404, "The target couldn't be found.")  # only this route is served here
+            return
+        owner, name, sha = match.groups()
+        repository = f"{owner}/{name}".lower()
+        token = _token(authorization)
+        with self.state.lock:
+            user = _user(self.state.tokens, authorization)
+            scopes = self.state.scopes.get(token, ()) if user is not None and token is not None else None
+            readable = user is not None and (user, repository) in self.state.readers
+            writable = user is not None and (user, repository) in self.state.writers
+            known = repository in self.state.repositories
+        if scopes is not None and not {"all", "write:repository"} & set(scopes):  # tokenRequiresScopes
+            self._api_error(403, f"token does not have at least one of required scope(s), required=[write:repository],"
+                                 f" token scope={','.join(scopes)}")
+            return
+        if not known or not readable:  # repoAssignment: no such repository, or no access to any of its units
+            self._api_error(404, "The target couldn't be found.")
+            return
+        if not writable:  # reqRepoWriter(unit.TypeCode)
+            self._api_error(403, "user should have a permission to write to a repo")
+            return
+        option = _status_option(payload, raw)
+        if option is None:  # bind(api.CreateStatusOption{})
+            self._api_error(422, "validationError")
+            return
+        if not sha:
+            self._api_error(400, "sha not given")
+            return
+        commit = self._commit(owner, name, sha)
+        if commit is None or len(option["state"]) > 7:  # GetCommit fails, or the VARCHAR(7) column refuses it
+            self._api_error(500, "")
+            return
+        with self.state.lock:
+            rows = self.state.statuses.setdefault((repository, commit), [])
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            row = {"id": len(rows) + 1, "status": option["state"], "target_url": option["target_url"],
+                   "description": option["description"],
+                   "url": f"{self.state.url}api/v1/repos/{owner}/{name}/statuses/{commit}",
+                   "context": option["context"], "creator": {"id": 99, "login": user, "username": user},
+                   "created_at": created, "updated_at": created}
+            rows.append(row)
+        self._send(201, (json.dumps(row) + "\n").encode(), "application/json;charset=utf-8")
+
+    def _commit(self, owner: str, name: str, sha: str) -> str | None:
+        """The full id of commit ``sha`` in the repository, or None when it holds no such commit."""
+        if not _SHA.fullmatch(sha):
+            return None
+        folder = os.path.realpath(self.state.repo_root / owner.lower() / f"{name.lower()}.git")
+        # Confined as the worker confines its git: this runs as the tests' user, and some tests plant repository
+        # config that would run programs (a lazy fetch of the missing commit, for one) if git were let.
+        found = subprocess.run(["git", *isolation.ARGUMENTS, "-c", f"safe.directory={folder}", f"--git-dir={folder}",
+                                "rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}"],
+                               capture_output=True, text=True, env=isolation.environment(os.environ))
+        return found.stdout.strip() if found.returncode == 0 else None
+
+    def _api_error(self, status: int, message: str) -> None:
+        """Gitea's ``APIError``."""
+        body = json.dumps({"message": message, "url": f"{self.state.url}api/swagger"}) + "\n"
+        self._send(status, body.encode(), "application/json;charset=utf-8")
 
     def _fail(self, failure: _Failure) -> None:
         if failure.stall is not None:
@@ -267,6 +410,38 @@ def _batch_objects(payload: Any) -> list[tuple[str, int]] | None:
             return None
         objects.append((oid, size))
     return objects
+
+
+def _status_option(payload: Any, raw: bytes) -> dict[str, str] | None:
+    """``api.CreateStatusOption`` as Go decodes it, its fields trimmed as Gitea trims them; None when the
+    decoder would refuse the body. A missing key is the zero value; the state is not checked against a list."""
+    if not raw.strip():
+        payload = {}
+    if not isinstance(payload, dict):
+        return None
+    option = {}
+    for key in ("state", "target_url", "description", "context"):
+        value = payload.get(key, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            return None
+        option[key] = value.strip() if key != "state" else value
+    return option
+
+
+def _token(authorization: str) -> str | None:
+    """The token an Authorization header carries, however it is sent (see :func:`_user`)."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme == "token" or scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return user if password in ("", "x-oauth-basic") else password
+    return None
 
 
 def _user(tokens: dict[str, str], authorization: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 import subprocess
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from gitea_hf_hook.admin.queue import when
 from gitea_hf_hook.config.model import Config
 from gitea_hf_hook.redact import HUB_MESSAGE_LIMIT, MESSAGE_LIMIT, clean
 from gitea_hf_hook.spool.job import Job, parse
@@ -145,14 +147,23 @@ def test_a_refusal_full_of_escapes_is_stored_cleaned_and_shown_escaped(site: Con
         "above, then push again or requeue the job)",
     ]
     status = cli(site, "status")
-    assert status.stdout.splitlines() == [
+    lines = status.stdout.splitlines()
+    ago = lines[-1].partition(" (")[2].partition(" ago)")[0]  # the seconds since the worker's pass
+    assert lines == [
         "queue: empty",
         "active: 0 jobs",
         "failed: 1 job",
         f"  {job.id}  acme/bert-tiny branch main  reading the refs of acme/bert-tiny: the Hub answered 400: "
         f"{SHOWN} (fix the cause above, then push again or requeue the job)",
         "done: 0 jobs",
+        "targets: 1, 1 failing",
+        "  acme/bert-tiny branch main",
+        "    last published: never",
+        f"    last failed: {when(job.outcome.finished)} ({ago} ago), job {job.id}, commit {job.commit[:7]}: reading "
+        f"the refs of acme/bert-tiny: the Hub answered 400: {SHOWN} (fix the cause above, then push again or requeue "
+        "the job)",
     ]
+    assert re.fullmatch(r"\d+s|\d+m\d\ds", ago), ago
     # JSON holds the stored value itself, in ASCII: a parser gets it back, a terminal sees no control.
     as_json = cli(site, "status", "--json").stdout
     assert as_json.isascii() and "\\u001b" not in as_json

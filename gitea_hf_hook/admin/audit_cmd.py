@@ -154,7 +154,9 @@ def since_stamp(text: str) -> str:
             from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return audit.iso(moment.timestamp())
+    stamp = audit.iso(moment.timestamp())
+    # 9999-12-31 with a negative offset is in year 10000, which compares as text before every record: after all.
+    return stamp if stamp[4] == "-" else "9999-12-31T23:59:59.999999Z"
 
 
 def records(config: Config) -> Iterator[tuple[int, dict[str, Any] | None]]:

@@ -81,7 +81,9 @@ def write(path: str, data: dict[str, Any], read_at: list[int] | None = None) -> 
     cache = cache_file(path)
     try:
         current = stamp(path) if read_at is None else read_at
-        os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
+        folder = os.path.dirname(cache)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        _private(folder)
         routing = {"config": os.path.abspath(path),
                    "repos": [{key: rule[key] for key in _ROUTING_KEYS} for rule in data["repos"]]}
         for name, text in ((f"{cache}.spool", str(data["spool"])),
@@ -94,6 +96,24 @@ def write(path: str, data: dict[str, Any], read_at: list[int] | None = None) -> 
             pass
     except OSError:
         pass
+
+
+def _private(folder: str) -> None:
+    """Make our cache folder writable by us alone, as :func:`routing` requires before it believes a record: an
+    earlier release, or a umask of 002, may have left it group-writable. A folder that is a link, or not ours,
+    is left as it is (and its records are not believed)."""
+    import stat
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.geteuid() and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            os.fchmod(fd, stat.S_IMODE(info.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
+    finally:
+        os.close(fd)
 
 
 def spool_dir(path: str) -> str | None:
@@ -162,8 +182,14 @@ def broken_since(path: str, cache_home: str | None = None) -> float | None:
     config they loaded was valid, or they never tried. ``cache_home`` is the hook user's ``$XDG_CACHE_HOME``
     (default: ours), for ``status`` and ``doctor`` run as another user. The hook user writes this record, so the
     value is only ever shown."""
+    import stat
+
     try:
-        with open(cache_file(path, cache_home) + ".broken", "rb") as f:
+        # Not through a link, and not a FIFO that would hold the reader: Gitea's user writes this folder.
+        fd = os.open(cache_file(path, cache_home) + ".broken", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             since = float(f.read(64).decode("ascii"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None

@@ -7,6 +7,8 @@ config did not change never imports PyYAML for it.
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any
 
 from ..errors import ConfigError
@@ -16,7 +18,11 @@ from .model import ENV_VAR, CardRule, Checks, Config, Limits, RepoRule, WorkerSe
 
 def _read(path: str) -> Config:
     try:
-        with open(path, "rb") as f:
+        # Not blocking: a FIFO at the path (say, one given to config check) must not hold the reader.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"{path}: not a regular file", "point --config or "
+                                  f"${ENV_VAR} at the config file itself")
             raw = f.read()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file",

@@ -202,6 +202,7 @@ class Config(NamedTuple):
     hub_endpoint: str = "https://huggingface.co"
     hub_tokens: dict[str, str] = {}  # never mutated
     hub_xet: str = "auto"
+    hub_rotate_after_days: float = 90.0  # doctor warns about a Hub token older than this, when the Hub says its age
     spool: str = "/var/lib/gitea-hf-hook/spool"
     audit_log: str = "/var/lib/gitea-hf-hook/audit.jsonl"
     audit_syslog: str = ""  # a syslog facility each audit record is also sent to; "" sends none

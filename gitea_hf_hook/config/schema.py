@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..redact import redact
 from .globs import check_glob
 from .model import (
     HINT,
@@ -45,7 +46,9 @@ class _Doc:
 
     def error(self, node: yaml.Node | None, where: str, problem: str) -> ConfigError:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
-        return ConfigError(f"{self.path}{line}: {where}: {problem}", HINT)
+        # The value quoted may be a token pasted where its file's path belongs, and a broken config's error is
+        # shown to every pusher of a publishing ref.
+        return ConfigError(f"{self.path}{line}: {where}: {redact(problem)}", HINT)
 
     def value(self, node: yaml.Node) -> Any:
         return self.loader.construct_object(node, deep=True)
@@ -335,7 +338,7 @@ GITEA: Section = {"repo_root": ("repo_root", _path), "lfs_root": ("lfs_root", _p
                   "token_file": ("gitea_token_file", _path), "verify_lfs": ("gitea_verify_lfs", _boolean),
                   "statuses": ("gitea_statuses", _boolean)}
 HUB: Section = {"endpoint": ("hub_endpoint", _endpoint), "tokens": ("hub_tokens", _tokens),
-                "xet": ("hub_xet", _xet)}
+                "xet": ("hub_xet", _xet), "rotate_after_days": ("hub_rotate_after_days", _positive)}
 # The top level: gitea and hub are flattened into Config's own fields; groups come before repos on purpose.
 TOP: dict[str, Section | tuple[str, Validator]] = {
     "gitea": GITEA, "hub": HUB, "spool": ("spool", _path), "audit_log": ("audit_log", _path),

@@ -28,6 +28,9 @@ __all__ = ["ADMIN_ACTIONS", "MAX_BATCH", "Record", "admin_action", "append", "co
            "ingest_drops", "job_queued", "job_record", "job_settled", "job_unreadable", "try_append"]
 
 MAX_BATCH = 1000  # drops one ingest reads; the rest wait for the next pass
+# Records one ingest appends, at most (past it the drops left wait for the next pass): Gitea's user writes the
+# drops, and small records packed into many drops would otherwise hold the log's lock for minutes.
+MAX_RECORDS = 20_000
 ADMIN_ACTIONS = ("retry", "cancel", "purge")
 
 
@@ -83,6 +86,8 @@ def ingest_drops(config: Config, *, limit: int = MAX_BATCH, now: float | None = 
             return 0
         with locked(config) as log:
             for name in names:
+                if appended >= MAX_RECORDS:
+                    break
                 try:
                     drop = audit_drop.read(folder, name)
                 except FileNotFoundError:

@@ -91,10 +91,7 @@ def _post(config: Config, repository: str, url: str, token: str, chunk: list[tup
     import urllib.error
     import urllib.request
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        # A redirect would carry the Authorization header to wherever it points: a 3xx surfaces as HTTPError.
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
+    from .gitea_http import Deadline
 
     body = json.dumps({"operation": "download", "transfers": ["basic"],
                        "objects": [{"oid": oid, "size": size} for oid, size in chunk]}).encode()
@@ -103,32 +100,42 @@ def _post(config: Config, repository: str, url: str, token: str, chunk: list[tup
         "User-Agent": "gitea-hf-hook"})
     at = f"Gitea at {config.gitea_url} (gitea.url)"
     timeout = config.worker.timeout_seconds
-    try:
-        with urllib.request.build_opener(NoRedirect()).open(request, timeout=timeout) as response:
-            data = response.read(_MAX_ANSWER + 1)
-    except urllib.error.HTTPError as exc:
-        _refused(config, repository, at, exc.code, exc.headers, _message(exc, token), token)
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
+    # The whole exchange, not each read, is bounded: see gitea_http.
+    deadline = Deadline(timeout)
+    with deadline:
+        try:
+            with deadline.opener().open(request, timeout=timeout) as response:
+                data = response.read(_MAX_ANSWER + 1)
+        except urllib.error.HTTPError as exc:
+            message = _message(exc, token)
+            if deadline.passed:
+                _timed_out(at, repository, timeout)
+            _refused(config, repository, at, exc.code, exc.headers, message, token)
+        except urllib.error.URLError as exc:
+            if deadline.passed or isinstance(exc.reason, TimeoutError):
+                _timed_out(at, repository, timeout)
+            if isinstance(exc.reason, ssl.SSLCertVerificationError):
+                raise PublishError(f"{at} presented a certificate the worker does not trust: "
+                                   f"{_one_line(str(exc.reason.verify_message), token)}",
+                                   "install Gitea's CA certificate in the worker's trust store, or fix gitea.url"
+                                   ) from None
+            reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
+            raise PublishError(f"cannot reach {at} to check the LFS objects of {repository}: "
+                               f"{_one_line(str(reason), token)}", "the worker retries later; check that Gitea is up",
+                               retryable=True) from None
+        except TimeoutError:
             _timed_out(at, repository, timeout)
-        if isinstance(exc.reason, ssl.SSLCertVerificationError):
-            raise PublishError(f"{at} presented a certificate the worker does not trust: "
-                               f"{_one_line(str(exc.reason.verify_message), token)}",
-                               "install Gitea's CA certificate in the worker's trust store, or fix gitea.url") from None
-        reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
-        raise PublishError(f"cannot reach {at} to check the LFS objects of {repository}: "
-                           f"{_one_line(str(reason), token)}", "the worker retries later; check that Gitea is up",
-                           retryable=True) from None
-    except TimeoutError:
-        _timed_out(at, repository, timeout)
-    except (http.client.InvalidURL, ValueError):
-        # Said without the exception's text, which quotes what it could not send.
-        raise PublishError(f"gitea.url in {config.path} is not a URL the worker can reach ({config.gitea_url!r})",
-                           "set it to Gitea's ROOT_URL, e.g. https://git.example.com") from None
-    except (http.client.HTTPException, OSError) as exc:
-        raise PublishError(f"the connection to {at} failed while checking the LFS objects of {repository} "
-                           f"({type(exc).__name__})", "the worker retries later; check that Gitea is up",
-                           retryable=True) from None
+        except (http.client.InvalidURL, ValueError):
+            # Said without the exception's text, which quotes what it could not send.
+            raise PublishError(f"gitea.url in {config.path} is not a URL the worker can reach "
+                               f"({config.gitea_url!r})", "set it to Gitea's ROOT_URL, e.g. https://git.example.com"
+                               ) from None
+        except (http.client.HTTPException, OSError) as exc:
+            if deadline.passed:
+                _timed_out(at, repository, timeout)
+            raise PublishError(f"the connection to {at} failed while checking the LFS objects of {repository} "
+                               f"({type(exc).__name__})", "the worker retries later; check that Gitea is up",
+                               retryable=True) from None
     if len(data) > _MAX_ANSWER:
         _not_lfs(at, repository)
     try:

@@ -34,7 +34,6 @@ TIMEOUT = 10.0  # seconds per post, at most worker.timeout_seconds: a status mus
 # Gitea stores the description as TEXT with no limit of its own (the reference's section 1); the shortest TEXT
 # (MySQL's) holds 65,535 bytes. A reason shown on a commit needs far less: one line, cut here.
 DESCRIPTION_LIMIT = 500
-_MAX_ANSWER = 1 << 20
 _TOKEN_HINT = "write a Gitea access token with the read:repository and write:repository scopes into it"
 
 
@@ -118,16 +117,14 @@ def _body(state: str, description: str, target_url: str, token: str) -> bytes:
 
 
 def _send(config: Config, repository: str, sha: str, token: str, body: bytes) -> str | None:
-    """Post one status; None when Gitea took it (201), else Gitea's refusal in one line. Raises _Unanswered."""
+    """Post one status; None when Gitea took it (201), else Gitea's refusal in one line. Raises _Unanswered,
+    also when the whole exchange takes longer than the timeout (:mod:`.gitea_http`)."""
     import http.client
     import urllib.error
     import urllib.request
     from urllib.parse import quote
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        # A redirect would carry the Authorization header to wherever it points: a 3xx surfaces as HTTPError.
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
+    from .gitea_http import Deadline
 
     owner, _, name = repository.partition("/")
     url = (f"{config.gitea_url}/api/v1/repos/{quote(owner, safe='')}/{quote(name, safe='')}/statuses/"
@@ -137,25 +134,31 @@ def _send(config: Config, repository: str, sha: str, token: str, body: bytes) ->
         "User-Agent": "gitea-hf-hook"})
     at = f"at {config.gitea_url} (gitea.url)"
     timeout = min(TIMEOUT, config.worker.timeout_seconds)
-    try:
-        with urllib.request.build_opener(NoRedirect()).open(request, timeout=timeout) as response:
-            response.read(_MAX_ANSWER)
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        return _refusal(config, repository, exc.code, _message(exc), exc.headers)
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise _Unanswered(f"cannot reach Gitea {at}: no answer within {timeout:g} s") from None
-        reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
-        raise _Unanswered(f"cannot reach Gitea {at}: {reason}") from None
-    except TimeoutError:
-        raise _Unanswered(f"cannot reach Gitea {at}: no answer within {timeout:g} s") from None
-    except (http.client.InvalidURL, ValueError):
-        # Said without the exception's text, which quotes what it could not send.
-        raise _Unanswered(f"gitea.url in {config.path} is not a URL the worker can reach "
-                          f"({config.gitea_url!r})") from None
-    except (http.client.HTTPException, OSError) as exc:
-        raise _Unanswered(f"cannot reach Gitea {at}: the connection failed ({type(exc).__name__})") from None
+    late = _Unanswered(f"cannot reach Gitea {at}: no answer within {timeout:g} s")
+    with Deadline(timeout) as deadline:
+        try:
+            with deadline.opener().open(request, timeout=timeout) as response:
+                status = response.status  # the body, the status as Gitea stored it, is not needed
+        except urllib.error.HTTPError as exc:
+            message = _message(exc)
+            if deadline.passed:
+                raise late from None
+            return _refusal(config, repository, exc.code, message, exc.headers)
+        except urllib.error.URLError as exc:
+            if deadline.passed or isinstance(exc.reason, TimeoutError):
+                raise late from None
+            reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
+            raise _Unanswered(f"cannot reach Gitea {at}: {reason}") from None
+        except TimeoutError:
+            raise late from None
+        except (http.client.InvalidURL, ValueError):
+            # Said without the exception's text, which quotes what it could not send.
+            raise _Unanswered(f"gitea.url in {config.path} is not a URL the worker can reach "
+                              f"({config.gitea_url!r})") from None
+        except (http.client.HTTPException, OSError) as exc:
+            if deadline.passed:
+                raise late from None
+            raise _Unanswered(f"cannot reach Gitea {at}: the connection failed ({type(exc).__name__})") from None
     return None if status == 201 else f"Gitea {at} answered {status}, not 201"
 
 

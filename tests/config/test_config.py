@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,11 @@ def test_a_bare_off_for_xet_means_off():
     assert config.hub_xet == "off"
     assert error_of("gitea:\n  repo_root: /r\nhub:\n  xet: on\n").startswith(
         "config.yaml:4: hub.xet: must be one of auto, off (got True)")
+
+
+def test_a_token_pasted_where_its_file_belongs_is_not_repeated_in_the_error():
+    # A broken config's error reaches every pusher of a publishing ref.
+    token = "hf_" + secrets.token_hex(16) + "Zq"
+    error = error_of(FULL.replace("/etc/gitea-hf-hook/tokens/acme", token))
+    assert error.startswith("config.yaml:9: hub.tokens.acme: must be an absolute path (got '[REDACTED]')")
+    assert token not in error

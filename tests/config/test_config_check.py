@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.support.gitea_server import GiteaServer
@@ -65,6 +66,12 @@ def test_a_missing_or_unparsable_file_is_one_line_and_exit_1(server: GiteaServer
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (f"gitea-hf-hook: error: {missing}: no such file "
                              "(create it, or point --config or $GITEA_HF_HOOK_CONFIG at one)\n")
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    result = server.cli("config", "check", str(fifo))  # answered at once, not held open waiting for a writer
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"gitea-hf-hook: error: {fifo}: not a regular file (point --config or "
+                             "$GITEA_HF_HOOK_CONFIG at the config file itself)\n")
     server.config_path.write_text("gitea: {repo_root: /srv\n")
     result = server.cli("config", "check")
     assert (result.returncode, result.stdout) == (1, "")

@@ -150,3 +150,15 @@ def test_a_push_of_many_publishing_refs_names_twenty_lines_of_them_at_most(clone
     named, trailer = under_last_valid(error, *(f"refs/tags/{t}" for t in tags[:19])), under_last_valid(error)
     assert_rejected(clone, *(f"refs/tags/{t}" for t in tags),
                     lines=[*named[:19], "hf-publish: … and 6 more refs", *trailer])
+
+
+def test_a_cache_folder_an_earlier_release_left_group_writable_is_made_private_by_the_next_valid_load(
+        clone: Clone, gitea: GiteaServer) -> None:
+    cache_folder(gitea).chmod(0o775)
+    os.utime(gitea.config_path)  # the config changed, so the next push loads and records it again
+    clone.commit()
+    assert clone.push("main:experiment").ok
+    assert cache_folder(gitea).stat().st_mode & 0o777 == 0o755
+    error = break_config(gitea)
+    assert clone.push("main:other").ok
+    assert_rejected(clone, "main", lines=under_last_valid(error, "refs/heads/main"))

@@ -86,6 +86,18 @@ def test_a_hook_drop_is_chained_as_the_hooks_word_with_the_drop_it_came_from(con
         "prev": GENESIS}
 
 
+def test_one_ingest_appends_a_bounded_number_of_records_and_the_next_takes_the_rest(
+        config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Gitea's user writes the drops: packed small, they could hold the log's lock for minutes in one pass.
+    monkeypatch.setattr(audit, "MAX_RECORDS", 5)
+    for _ in range(4):
+        audit_drop.push_decided(config.spool, PUSH, [audit_drop.decision(MAIN, "accepted")] * 2, now=T0)
+    assert audit.ingest_drops(config, now=T0) == 6  # three drops; the fourth would pass the bound
+    assert len(os.listdir(Path(config.spool, "audit"))) == 1
+    assert audit.ingest_drops(config, now=T0) == 2
+    assert [record["seq"] for record in lines(config)] == list(range(1, 9))
+
+
 def test_whatever_gitea_s_user_leaves_in_the_drop_folder_is_recorded_and_never_stops_the_ingest(
         config: Config, tmp_path: Path) -> None:
     folder = Path(config.spool, "audit")

@@ -36,7 +36,9 @@ case "${1:-}" in
       exit 2
     fi
     development_venv
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check .
+    # Editable, as --test installs it: the demo's commands and hooks then run this checkout's code, and a ./.venv
+    # made by --test keeps working for the tests afterwards.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
     exec demo/run "$@"
     ;;
 esac

@@ -56,12 +56,11 @@ print(audit.ingest_drops(load(sys.argv[1], cached=False)))
 
 
 def installed(two_users: TwoUsers) -> Path:
-    """The server with audit_log under var/lib/gitea-hf-hook, created by root for the worker, as install will."""
-    log = two_users.state / "audit.jsonl"
-    with two_users.config_path.open("a") as f:
-        f.write(f"audit_log: {log}\n")
-    two_users.create_repo("acme", new_repo_name())  # install, as root, lays out the spool
-    assert audit.create_log(load(str(two_users.config_path), cached=False)) is True
+    """The server with audit_log under var/lib/gitea-hf-hook, created by install (run as root) for the worker."""
+    log = two_users.audit_log
+    assert not log.exists()
+    two_users.create_repo("acme", new_repo_name())  # install, as root, lays out the spool and creates the log
+    assert audit.create_log(load(str(two_users.config_path), cached=False)) is False  # there already
     return log
 
 

@@ -74,7 +74,7 @@ def test_the_install_is_laid_out_as_readme_says(two_users: TwoUsers) -> None:
     assert {path: owned(base / path) for path in (
         "etc/gitea-hf-hook", "etc/gitea-hf-hook/config.yaml", "etc/gitea-hf-hook/tokens",
         "etc/gitea-hf-hook/tokens/acme", "var/lib/hf-publish", "var/lib/gitea-hf-hook",
-        "var/lib/gitea-hf-hook/spool", "var/log/gitea-hf-hook",
+        "var/lib/gitea-hf-hook/spool", "var/lib/gitea-hf-hook/audit.jsonl", "var/log/gitea-hf-hook",
     )} == {
         "etc/gitea-hf-hook": Owned("root", "root", "drwxr-xr-x"),
         "etc/gitea-hf-hook/config.yaml": Owned("root", "root", "-rw-r--r--"),
@@ -83,12 +83,13 @@ def test_the_install_is_laid_out_as_readme_says(two_users: TwoUsers) -> None:
         "var/lib/hf-publish": Owned("hf-publish", "git", "drwx------"),
         "var/lib/gitea-hf-hook": Owned("root", "root", "drwxr-xr-x"),
         "var/lib/gitea-hf-hook/spool": Owned("hf-publish", "git", "drwxr-s---"),
+        "var/lib/gitea-hf-hook/audit.jsonl": Owned("hf-publish", "git", "-rw-------"),
         "var/log/gitea-hf-hook": Owned("git", "git", "drwxr-x---"),
     }
     hook_folder, worker_folder = Owned("hf-publish", "git", "drwxrws---"), Owned("hf-publish", "git", "drwxr-s---")
     assert files_under(two_users.spool) == {
-        "active": worker_folder, "cards": hook_folder, "done": worker_folder, "failed": worker_folder,
-        "queue": hook_folder, "state": worker_folder, "state/locks": worker_folder, "state/targets": worker_folder,
+        "active": worker_folder, "audit": hook_folder, "cards": hook_folder, "done": worker_folder,
+        "failed": worker_folder, "queue": hook_folder, "state": worker_folder, "state/locks": worker_folder, "state/targets": worker_folder,
         "tmp": hook_folder,
     }
     repo = two_users.gitea.repo_root / "acme" / f"{name}.git"

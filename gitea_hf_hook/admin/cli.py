@@ -248,10 +248,11 @@ def queue_retry(ctx: click.Context, job_id: str | None, all_failed: bool, as_jso
     if (job_id is None) == (not all_failed):
         raise click.UsageError("name one failed job's ID, or pass --all-failed")
     problems: list[str] = []
+    config = _config(ctx)
     if job_id is not None:
-        jobs = [qs.retry(_config(ctx).spool, job_id, time.time())]
+        jobs = [qs.retry(config.spool, job_id, time.time())]
     else:
-        jobs, problems = qs.retry_all(_config(ctx).spool, time.time())
+        jobs, problems = qs.retry_all(config.spool, time.time())
     if as_json:
         _echo_json({"retried": [job.id for job in jobs], "problems": problems} if all_failed
                    else {"id": jobs[0].id, "state": "queued"})
@@ -263,6 +264,9 @@ def queue_retry(ctx: click.Context, job_id: str | None, all_failed: bool, as_jso
         if all_failed and not problems:
             click.echo(f"queued {len(jobs)} failed job{'' if len(jobs) == 1 else 's'} again" if jobs
                        else "no failed jobs to retry")
+    if jobs:
+        qs.on_record(config, "retry", f"job {jobs[0].id} was queued again" if len(jobs) == 1
+                     else f"{len(jobs)} failed jobs were queued again", jobs)
     if problems:
         n = len(problems)
         raise HookError(f"{n} failed job{' was' if n == 1 else 's were'} not retried",
@@ -285,11 +289,13 @@ def queue_cancel(ctx: click.Context, job_id: str, reason: str, as_json: bool) ->
     from ..redact import escape
     from . import queue as qs
 
-    job = qs.cancel(_config(ctx).spool, job_id, reason, time.time())
+    config = _config(ctx)
+    job = qs.cancel(config.spool, job_id, reason, time.time())
     if as_json:
         _echo_json({"id": job.id, "state": "cancelled", "reason": qs.cancel_reason(job)})
     else:
         click.echo(escape(f"job {job.id} cancelled: {job.target.label} {job.commit[:7]}: {qs.cancel_reason(job)}"))
+    qs.on_record(config, "cancel", f"job {job.id} was cancelled", [job])
 
 
 @queue.command("purge")
@@ -301,12 +307,16 @@ def queue_purge(ctx: click.Context, failed: bool, as_json: bool) -> None:
     """Delete done and cancelled jobs (and with --failed, failed jobs)."""
     from . import queue as qs
 
-    counts = qs.purge(_config(ctx).spool, failed=failed)
+    config = _config(ctx)
+    counts = qs.purge(config.spool, failed=failed)
+    parts = [f"{n} {folder} job{'' if n == 1 else 's'}" for folder, n in counts.items()]
+    said = "deleted " + (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1]
     if as_json:
         _echo_json(counts)
     else:
-        parts = [f"{n} {folder} job{'' if n == 1 else 's'}" for folder, n in counts.items()]
-        click.echo("deleted " + (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1])
+        click.echo(said)
+    qs.on_record(config, "purge", f"the purge {said}", outcome=said,
+                 detail=tuple((folder, str(n)) for folder, n in counts.items()))
 
 
 @cli.command()
@@ -326,6 +336,28 @@ def status(ctx: click.Context, as_json: bool) -> None:
     else:
         for line in qs.format_status(data):
             click.echo(line)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a list of {check, status, detail, fix}.")
+@click.pass_context
+@_errors
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check the installation, changing nothing: the config, owners and modes, the LFS store, the hooks and the
+    template, the Hub and Gitea tokens, the worker's service.
+
+    One line per check, ok, warn or fail, with the fix for each problem; exits 1 when any check fails. Run it as
+    root: it reads the token files and looks at both users' folders.
+    """
+    from . import doctor as checkup
+
+    found = checkup.run(config_path(ctx.obj["config"]))
+    if as_json:
+        _echo_json([finding._asdict() for finding in found])
+    else:
+        for finding in found:
+            click.echo(checkup.line(finding))
+    sys.exit(1 if any(finding.status == checkup.FAIL for finding in found) else 0)
 
 
 # --- audit trail ------------------------------------------------------------------------------------------------

@@ -249,6 +249,20 @@ def _prepare_spool(spool: str, *, repair: bool = True) -> None:
                         "creates the spool's folders, with tmp/, queue/ and cards/ writable by Gitea's group")
 
 
+def _prepare_audit_log(config: Config) -> None:
+    """Create ``audit_log`` for the worker, empty, when it is missing and this user may (root, or the spool's
+    owner): the worker's user cannot create a file in a folder of root's such as ``/var/lib/gitea-hf-hook``.
+    Gitea's user never touches it (see :mod:`..worker.audit`)."""
+    try:
+        owner = os.lstat(config.spool).st_uid
+    except FileNotFoundError:
+        return
+    if os.geteuid() in (0, owner):
+        from ..worker import audit
+
+        audit.create_log(config)
+
+
 def _hook_folders(hooks: int, hooks_path: str, *, create: bool) -> dict[str, int]:
     """Each ``hooks/<hook>.d``, opened (with ``create``, made when missing) before anything is written or removed,
     so that a link in place of either refuses the whole repository. A folder that is missing is left out."""
@@ -299,9 +313,10 @@ def _install_hooks(path: str, repo: int, texts: dict[str, str]) -> list[str]:
         return _dispatcher_warnings(hooks)
 
 
-def _dispatcher_warnings(hooks: int) -> list[str]:
-    """One warning per hook whose ``hooks/<name>`` in the open folder ``hooks`` is not Gitea's dispatcher."""
-    heads = {hook: _head(hooks, hook) for hook in HOOKS}
+def _dispatcher_warnings(hooks: int | None) -> list[str]:
+    """One warning per hook whose ``hooks/<name>`` in the open folder ``hooks`` (None: there is none) is not
+    Gitea's dispatcher."""
+    heads = {hook: None if hooks is None else _head(hooks, hook) for hook in HOOKS}
     return [f"hooks/{hook} is not Gitea's dispatcher, so the hook will not run (let Gitea resynchronise its hooks)"
             for hook, head in heads.items() if head is None or GITEA_MARKER.encode() not in head]
 
@@ -311,6 +326,7 @@ def install(config: Config, repos: list[str], python: str = sys.executable) -> l
     publishing refs would meet on their first publish (see :func:`.check.existing_refs`), and a closing warning
     when any of them would be refused. A repository folder that is a link is skipped, with a line saying so."""
     _prepare_spool(config.spool)
+    _prepare_audit_log(config)
     texts = {hook: render(hook, python, os.path.abspath(config.path)) for hook in HOOKS}
     lines = []
     refused = 0
@@ -465,9 +481,32 @@ def _sync_hooks(path: str, repo: int, texts: dict[str, str]) -> tuple[dict[str, 
         return repairs, _dispatcher_warnings(hooks)
 
 
-def _sync_repository(config: Config, path: str, texts: dict[str, str]) -> tuple[str, list[str]]:
-    """One of OUTCOMES for the repository at ``path``, and its lines."""
+def _check_hooks(path: str, repo: int, texts: dict[str, str]) -> tuple[dict[str, list[str]], list[str]]:
+    """What :func:`_sync_hooks` would find in the open repository folder ``repo``, creating and writing nothing: a
+    hook whose folder is missing is missing too."""
+    hooks_path = os.path.join(path, "hooks")
+    hooks = _subfolder(repo, "hooks", hooks_path)
+    if hooks is None:
+        return {hook: [MISSING] for hook in HOOKS}, _dispatcher_warnings(None)
+    try:
+        folders = _hook_folders(hooks, hooks_path, create=False)
+        try:
+            repairs = {hook: _repairs(folders[hook], texts[hook], os.path.join(hooks_path, f"{hook}.d", HOOK_FILE))
+                       if hook in folders else [MISSING] for hook in HOOKS}
+        finally:
+            for folder in folders.values():
+                os.close(folder)
+        return repairs, _dispatcher_warnings(hooks)
+    finally:
+        os.close(hooks)
+
+
+def _sync_repository(config: Config, path: str, texts: dict[str, str], *,
+                     dry_run: bool = False) -> tuple[str, list[str]]:
+    """One of OUTCOMES for the repository at ``path``, and its lines; with ``dry_run``, what sync would do, worded
+    "would install" and "would repair", with nothing written."""
     name = _name(config, path)
+    installed, repaired = ("would install", "would repair") if dry_run else ("installed", "repaired")
     try:
         repo = _open_repository(config.repo_root, path)
     except LinkedFolder as exc:
@@ -475,7 +514,7 @@ def _sync_repository(config: Config, path: str, texts: dict[str, str]) -> tuple[
     except HookError as exc:  # removed since it was listed
         return "refused", [f"refused {name}: {show_path(str(exc))}"]
     try:
-        repairs, warnings = _sync_hooks(path, repo, texts)
+        repairs, warnings = (_check_hooks if dry_run else _sync_hooks)(path, repo, texts)
     except HookError as exc:  # a foreign file, or a link in place of a hook folder: the other repositories go on
         return "refused", [f"refused {name}: {show_path(str(exc))}"]
     except OSError as exc:
@@ -484,9 +523,9 @@ def _sync_repository(config: Config, path: str, texts: dict[str, str]) -> tuple[
         os.close(repo)
     notes = [f"warning {name}: {show_path(w)}" for w in warnings]
     if all(reasons == [MISSING] for reasons in repairs.values()):
-        return "installed", [f"installed {name}", *notes]
-    lines = [f"repaired {name}: hooks/{hook}.d/{HOOK_FILE} was missing" if reasons == [MISSING]
-             else f"repaired {name}: hooks/{hook}.d/{HOOK_FILE}: {'; '.join(reasons)}"
+        return "installed", [f"{installed} {name}", *notes]
+    lines = [f"{repaired} {name}: hooks/{hook}.d/{HOOK_FILE} was missing" if reasons == [MISSING]
+             else f"{repaired} {name}: hooks/{hook}.d/{HOOK_FILE}: {'; '.join(reasons)}"
              for hook, reasons in repairs.items() if reasons]
     return ("repaired" if lines else "in order"), lines + notes
 
@@ -498,6 +537,7 @@ def sync(config: Config, python: str = sys.executable) -> tuple[list[str], int]:
     A second run prints the same as a third: nothing is written when all is in order."""
     repos = every_repository(config)
     _prepare_spool(config.spool, repair=False)
+    _prepare_audit_log(config)
     texts = {hook: render(hook, python, os.path.abspath(config.path)) for hook in HOOKS}
     counts = dict.fromkeys(OUTCOMES, 0)
     lines: list[str] = []
@@ -512,6 +552,13 @@ def sync(config: Config, python: str = sys.executable) -> tuple[list[str], int]:
         lines.append(f"{total} repositor{'y' if total == 1 else 'ies'}: "
                      + ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n))
     return lines, counts["refused"]
+
+
+def sync_plan(config: Config, python: str = sys.executable) -> list[tuple[str, list[str]]]:
+    """What :func:`sync` would do, doing nothing (``doctor`` asks): for every repository, one of OUTCOMES and its
+    lines, worded "would install" and "would repair". Raises as ``sync`` does for a ``repo_root`` with none."""
+    texts = {hook: render(hook, python, os.path.abspath(config.path)) for hook in HOOKS}
+    return [_sync_repository(config, path, texts, dry_run=True) for path in every_repository(config)]
 
 
 # --- the template for repositories made tomorrow ------------------------------------------------------------------
@@ -559,6 +606,7 @@ def write_template(config: Config, folder: str, python: str = sys.executable) ->
         raise HookError(f"the template folder {show_path(folder)} has a name app.ini cannot hold",
                         "name a folder whose path has no control characters")
     _prepare_spool(config.spool)  # the first repository made from the template queues its jobs there
+    _prepare_audit_log(config)
     texts = {hook: render(hook, python, os.path.abspath(config.path)) for hook in HOOKS}
     made = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)

@@ -289,11 +289,20 @@ def _requeue(root: str, job_id: str, now: float) -> Job:
                              f"fix or delete {path}") from None
         except JobError as exc:
             raise SpoolError(f"job {job_id} cannot be retried: {exc.message}", f"fix or delete {path}") from None
+        queued = os.path.join(root, "queue", name)
+        if os.path.lexists(queued):
+            # Gitea's user writes queue/: whatever is there must not be replaced, nor hide the job.
+            raise SpoolError(f"job {job_id} cannot be retried: {queued} exists already",
+                             f"look at it and remove it (rm -r {queued}), then retry")
         reason = (job.outcome.reason if job.outcome else "") or "it failed"
         job = job._replace(attempts=0, not_before=0.0, retried=now, outcome=None,
                            errors=(*job.errors, Attempt(now, clean(f"queued again by an admin after: {reason}"))))
-        layout.write_private(os.path.join(root, "failed"), name, dump(job))
-        os.rename(path, os.path.join(root, "queue", name))
+        try:
+            layout.write_private(os.path.join(root, "failed"), name, dump(job))
+            os.rename(path, queued)
+        except OSError as exc:
+            raise SpoolError(f"job {job_id} cannot be retried: {exc.strerror}",
+                             f"check {os.path.join(root, 'failed')} and {os.path.join(root, 'queue')}") from None
         layout.fsync_dir(os.path.join(root, "queue"))
         try:
             os.unlink(os.path.join(root, "failed", job_id + ".reason"))
@@ -408,6 +417,33 @@ def purge(root: str, *, failed: bool = False) -> dict[str, int]:
                 continue
             counts[folder] += name.endswith(".json")
     return counts
+
+
+def on_record(config: Config, action: str, done: str, jobs: Sequence[Job] = (), *, outcome: str = "",
+              detail: tuple[tuple[str, str], ...] = ()) -> None:
+    """Put an admin action that has happened (``done`` says what) in the audit trail: one record per job it acted
+    on, whose outcome is the note the action left in the job's history, or one record for the action (``purge``).
+
+    The action stands whatever becomes of its record. When the log cannot take one, SpoolError says so, and which
+    jobs are not on record, so that the admin learns the trail lacks them and can note them by other means.
+    """
+    from ..worker import audit
+
+    acted: Sequence[Job | None] = jobs or [None]
+    for number, job in enumerate(acted):
+        said = outcome or (job.errors[-1].message if job is not None and job.errors else "")
+        try:
+            audit.admin_action(config, action, job, outcome=said, detail=detail)
+        except (SpoolError, OSError) as exc:
+            if isinstance(exc, SpoolError):
+                why, hint = exc.message, exc.hint
+            else:
+                why = f"the audit log {config.audit_log} cannot take a record ({exc.strerror})"
+                hint = "make room on its file system, or repair it; the action itself is done"
+            missing = [j.id for j in jobs[number:]]
+            which = ("it is" if len(acted) == 1 else f"job {missing[0]} is" if len(missing) == 1
+                     else f"{len(missing)} of the {len(acted)} jobs ({', '.join(missing)}) are")
+            raise SpoolError(f"{done}, but {which} not in the audit log: {why}", hint) from None
 
 
 def status(config: Config, now: float) -> dict[str, Any]:

@@ -36,12 +36,14 @@ def notice(config: Config, job: Job) -> str:
     return show_path(f"{PREFIX} queued {what} -> {target.url(config.hub_endpoint)} ({target.revision}), job {job.id}")
 
 
-def prepare_jobs(config: Config, push: Push, verdicts: list[Verdict]) -> None:
-    """Write a prepared job per update that passed every rule (post-receive queues them once the refs moved).
+def prepare_jobs(config: Config, push: Push, verdicts: list[Verdict]) -> dict[str, str]:
+    """Write a prepared job per update that passed every rule (post-receive queues them once the refs moved);
+    returns each prepared job's id by its ref, for the audit drop.
 
     A verdict with problems never publishes, even when ``enforce`` is off and its push lands.
     """
     repo_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
+    prepared: dict[str, str] = {}
     for verdict in verdicts:
         update = verdict.update
         if verdict.problems or (update.deleted and not verdict.rule.allow_delete):
@@ -50,4 +52,5 @@ def prepare_jobs(config: Config, push: Push, verdicts: list[Verdict]) -> None:
         if not update.deleted and not commit:
             continue  # names no commit: git refused the update already, or will
         job = job_for(push, verdict, repo_dir, commit)
-        layout.prepare(config.spool, job, notice(config, job))
+        prepared[update.ref] = layout.prepare(config.spool, job, notice(config, job))
+    return prepared

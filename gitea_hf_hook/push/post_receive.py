@@ -17,6 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from ..gitea.hook_input import Update
+
 
 def _spool_dir(config_file: str) -> str | None:
     """The spool pre-receive prepared jobs in: the one of the config it loaded, which it left in the cache.
@@ -49,14 +51,24 @@ def queue_prepared(config_file: str, stdin: str, environ: Mapping[str, str]) -> 
         return []
     repo_dir = os.path.abspath(environ.get("GIT_DIR", "."))
     lines = []
+    queued: list[tuple[Update, str]] = []
     for update in updates:
-        lines += layout.promote(spool_dir, repo_dir, update.ref, update.new)
-    if lines:
+        for notice, job_id in layout.promote(spool_dir, repo_dir, update.ref, update.new):
+            lines.append(notice)
+            queued.append((update, job_id))
+    if queued:
         layout.fsync_dir(os.path.join(spool_dir, "queue"))
+        from ..spool import audit_drop
+
+        # The jobs are queued whatever becomes of their audit drop: one that cannot be written is logged.
+        try:
+            audit_drop.jobs_queued(spool_dir, environ, repo_dir, queued)
+        except OSError:
+            _record_failure(config_file, "post-receive (audit drop not written)")
     return lines
 
 
-def _record_failure(config_file: str) -> str:
+def _record_failure(config_file: str, hook: str = "post-receive") -> str:
     """Log the current exception where pre-receive logs its own; return where that is."""
     from ..config.load import load
     from ..config.model import Config
@@ -67,7 +79,7 @@ def _record_failure(config_file: str) -> str:
         config = load(config_file)
     except Exception:  # noqa: BLE001 - then the fallback log in the hook user's home
         config = None
-    return log_failure(config, None, "post-receive")
+    return log_failure(config, None, hook)
 
 
 def main(argv: list[str]) -> int:

@@ -17,11 +17,32 @@ from ..gitea.environment import Push, read_push
 from ..gitea.hook_input import Update, is_internal, parse_updates
 from .report import PREFIX
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..spool.audit_drop import Fields
+    from .policy import Verdict
+
 
 def _say(lines: list[str]) -> None:
     # Everything a hook prints reaches the pusher as "remote: ..." lines; stderr is not buffered behind stdout.
     sys.stderr.write("".join(line + "\n" for line in lines))
     sys.stderr.flush()
+
+
+def _leave_drop(config: Config | None, spool: str | None, push: Push, decisions: list[Fields]) -> None:
+    """Report this push's decisions to the audit trail, as a drop in ``spool/audit/`` for the worker to chain
+    (:mod:`..spool.audit_drop`). A drop never decides a push: one that cannot be written goes to the hook log, as
+    the hook's other failures do, and the push goes on as decided."""
+    if spool is None or not decisions:
+        return
+    from ..spool import audit_drop
+
+    try:
+        audit_drop.push_decided(spool, push, decisions)
+    except OSError:
+        from .failures import log_failure
+
+        log_failure(config, push, "pre-receive (audit drop not written)")
 
 
 def _broken_config(error: ConfigError, config_file: str, push: Push, updates: list[Update]) -> int:
@@ -34,9 +55,16 @@ def _broken_config(error: ConfigError, config_file: str, push: Push, updates: li
 
     cache.mark_broken(config_file)
     rules = last_valid_rules(config_file)
-    refs = [u.ref for u in updates if publishes(rules, push.owner, push.name, u.ref)]
-    if not refs:
+    refused = [u for u in updates if publishes(rules, push.owner, push.name, u.ref)]
+    if not refused:
         return 0
+    from ..spool import audit_drop
+
+    # The spool of the last valid load; with none, there is nowhere to leave a drop. No target: the broken file
+    # cannot say which one, and the routing on record does not hold what names the Hub repository.
+    _leave_drop(None, cache.spool_dir(config_file), push,
+                [audit_drop.decision(u, "rejected", reasons=[str(error)]) for u in refused])
+    refs = [u.ref for u in refused]
     if rules is None:
         why = "which may publish to the Hub: no valid config is on record, so every branch and tag counts"
         passes = "until then every push to a branch or tag is rejected"
@@ -65,18 +93,47 @@ def pre_receive(config: Config, push: Push, updates: list[Update]) -> int:
             lines += render(push.full_name, verdict.update.ref, verdict.target.describe(config.hub_endpoint),
                             verdict.problems, enforce=config.enforce)
     rejected = bool(lines) and config.enforce
+    jobs: dict[str, str] = {}
+    unqueued = ""
     if any(not v.problems for v in verdicts) and not rejected:
         from .jobs import prepare_jobs
 
         try:
-            prepare_jobs(config, push, verdicts)
+            jobs = prepare_jobs(config, push, verdicts)
         except OSError as exc:
-            lines.append(f"{PREFIX} rejected: the publish queue cannot take this push ({exc.strerror}: "
-                         f"{exc.filename}); an admin must make {config.spool} writable by the Gitea server")
+            unqueued = f"the publish queue cannot take this push ({exc.strerror}: {exc.filename})"
+            lines.append(f"{PREFIX} rejected: {unqueued}; an admin must make {config.spool} writable by the Gitea "
+                         "server")
             rejected = True
+    if verdicts:
+        _leave_drop(config, config.spool, push, _decisions(verdicts, jobs, enforce=config.enforce,
+                                                             rejected=rejected, unqueued=unqueued))
     if lines:
         _say(lines)
     return 1 if rejected else 0
+
+
+def _decisions(verdicts: list[Verdict], jobs: dict[str, str], *, enforce: bool, rejected: bool,
+               unqueued: str) -> list[Fields]:
+    """Each publishing ref's decision, for the audit drop: what the pusher read about it, and why."""
+    from ..spool import audit_drop
+
+    decisions = []
+    for verdict in verdicts:
+        reasons = [str(p) for p in verdict.problems]
+        if unqueued:
+            outcome = "rejected"
+            reasons.append(unqueued)
+        elif verdict.problems:
+            outcome = "rejected" if enforce else "would-reject"
+        elif rejected:
+            outcome = "rejected"
+            reasons.append("another publishing ref of this push was rejected, so none of its refs moved")
+        else:
+            outcome = "accepted"
+        decisions.append(audit_drop.decision(verdict.update, outcome, verdict.target.label, reasons,
+                                             job=jobs.get(verdict.update.ref, "")))
+    return decisions
 
 
 def main(argv: list[str]) -> int:
@@ -99,8 +156,15 @@ def main(argv: list[str]) -> int:
         where = log_failure(config, push, hook)
         from .policy import publishing
 
-        if not publishing(config, push, updates):
+        verdicts = publishing(config, push, updates)
+        if not verdicts:
             return 0
+        from ..spool import audit_drop
+
+        why = f"internal error while checking this push (details for the admin in {where})"
+        outcome = "rejected" if config.enforce else "would-reject"
+        _leave_drop(config, config.spool, push, [audit_drop.decision(v.update, outcome, v.target.label, [why])
+                                                 for v in verdicts])
         # Nothing unchecked publishes: with enforce off the push lands in Gitea, and no job is queued.
         if config.enforce:
             _say([f"{PREFIX} rejected: internal error while checking this push (details for the admin in {where})"])

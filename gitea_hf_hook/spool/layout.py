@@ -211,8 +211,8 @@ def queue_prepared(spool: str, name: str) -> str:
     return job_name.removesuffix(".json")
 
 
-def promote(spool: str, repo_dir: str, ref: str, new: str) -> list[str]:
-    """Queue the jobs prepared for exactly this update; returns their notices. The caller fsyncs queue/.
+def promote(spool: str, repo_dir: str, ref: str, new: str) -> list[tuple[str, str]]:
+    """Queue the jobs prepared for exactly this update; returns each one's notice and id. The caller fsyncs queue/.
 
     A job is promoted only when its notice names this repository folder, ref and new id, compared whole: a
     prepared job of another update, or one whose notice is lost, is left for the worker's housekeeping, which
@@ -231,6 +231,5 @@ def promote(spool: str, repo_dir: str, ref: str, new: str) -> list[str]:
         except FileNotFoundError:
             continue
         if recorded == identity:
-            queue_prepared(spool, name)
-            notices.append(notice)
+            notices.append((notice, queue_prepared(spool, name)))
     return notices

@@ -165,7 +165,10 @@ def open_log(config: Config) -> tuple[int, bool]:
         try:
             fd = os.open(path, flags)
         except FileNotFoundError:
-            fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+            try:
+                fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+            except FileExistsError:  # another session created it since: append to that one
+                fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _refuse(path, "is a symbolic link",

@@ -16,6 +16,7 @@ from ..gitea import git
 from ..gitea.hook_input import is_zero
 from ..spool import claims, layout
 from ..spool.job import parse
+from . import audit
 from .derive import repository_folder, route
 from .logs import say as _say
 
@@ -135,6 +136,7 @@ def _settle_prepared(config: Config, tmp: int, name: str) -> None:
         finally:
             os.close(queue)
         _remove_prepared(tmp, name, job=False)
+        audit.job_queued(config, job)
         _say(f"queued job {job_id} ({ref} at {new[:7]} in {job.request.repository}), which post-receive did not "
              "queue")
     else:

@@ -26,7 +26,7 @@ from ..spool.job import Job, Outcome, parse
 from ..spool.state import PublishResult, TargetState, state_path, target_key
 from ..spool.state import dump as dump_state
 from ..spool.state import parse as parse_state
-from . import gitea_status, housekeeping, metrics, preflight
+from . import audit, gitea_status, housekeeping, metrics, preflight
 from .derive import route
 from .logs import Event, say
 
@@ -122,6 +122,13 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
     # Before every pass, and before creating what is missing: a folder must never be replaced by a link.
     preflight.check_spool(root)
     layout.ensure_layout(root)
+    try:  # the audit trail: a config change, and what the hooks dropped since the last pass
+        audit.config_seen(config, now)
+        audit.ingest_drops(config, now=now)
+    except SpoolError as exc:
+        _spool_problem(exc)
+    except OSError as exc:  # a full disk, say: the pass publishes anyway, and the drops wait for the next one
+        say(f"audit log {config.audit_log}: not appended to this pass ({exc.strerror})", logging.ERROR)
     result = LoopResult()
     housekeeping.sweep(config, now)
     for claim in claims.reclaim(root, now, on_error=_spool_problem):
@@ -140,7 +147,7 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
                 continue
             if unreadable is not None:
                 why = f"not a readable job file ({exc.strerror})" if isinstance(exc, OSError) else str(exc)
-                _dead_letter_unreadable(unreadable, why, result)
+                _dead_letter_unreadable(config, unreadable, why, result)
             continue
         try:
             route(config, job)  # a job for a target its rule does not map is refused before it can supersede any
@@ -150,8 +157,8 @@ def _pass(config: Config, now: float, publish: Publisher | None, stop: Callable[
             except SpoolError as problem:
                 _spool_problem(problem)
                 continue
-            if refused is not None and (again := _reread(refused, result)) is not None:
-                _fail(refused, again, str(exc), now, result)
+            if refused is not None and (again := _reread(config, refused, result)) is not None:
+                _fail(config, refused, again, str(exc), now, result, routed=False)
             continue
         groups.setdefault(target_key(job.target), []).append(job)
     # Branches before tags, since a tag lands on the Hub commit its branch's publish makes; then the targets
@@ -209,16 +216,20 @@ def _supersede(config: Config, listed: Job, winner: str, state: TargetState | No
     claim = claims.claim(config.spool, listed.id + ".json", now)
     if claim is None:
         return
-    job = _reread(claim, result, listed)
+    job = _reread(config, claim, result, listed)
     if job is None:
         return
     if state is not None and state.job == job.id:
         # Published already: its worker died after writing the target state, before moving the job to done/.
-        claim.finish("done", _settled(job, "published", now, result=state.result))
+        settled = _settled(job, "published", now, result=state.result)
+        claim.finish("done", settled)
+        audit.job_settled(config, settled, now)
         result.published.append(job.id)
         say(f"job {job.id} was published before its worker stopped; moved to done", event=_event(job, "published"))
         return
-    claim.finish("done", _settled(job, "superseded", now, superseded_by=winner))
+    settled = _settled(job, "superseded", now, superseded_by=winner)
+    claim.finish("done", settled)
+    audit.job_settled(config, settled, now)
     result.superseded.append(job.id)
     say(f"job {job.id} ({job.target.label} {job.commit[:7]}) superseded by job {winner}",
         event=_event(job, "superseded"))
@@ -231,7 +242,7 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
         result.busy.append(key)
         return
     try:
-        job = _reread(claim, result, listed)
+        job = _reread(config, claim, result, listed)
         if job is None:
             return
         if job.not_before > now:  # another worker rescheduled it after our listing
@@ -249,7 +260,7 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
             if exc.retryable:
                 reason = _failed_attempt(config, claim, job, message, exc.retry_after, now, result, took)
             else:
-                reason = _fail(claim, job.failed_attempt(now, message), message, now, result, took)
+                reason = _fail(config, claim, job.failed_attempt(now, message), message, now, result, took)
             status.settled(message, reason)
             return
         except Exception as exc:  # noqa: BLE001 - a bug or an unexpected failure must not stop the worker
@@ -267,7 +278,9 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
         # State first, then done/: a crash in between is recognised by the job id in the state (see _supersede).
         path = state_path(config.spool, key)
         layout.write_private(os.path.dirname(path), os.path.basename(path), dump_state(new_state))
-        claim.finish("done", _settled(job, "published", now, result=published))
+        settled = _settled(job, "published", now, result=published)
+        claim.finish("done", settled)
+        audit.job_settled(config, settled, now)
         result.published.append(job.id)
         say(f"published job {job.id}: {job.commit[:7]} is {job.target.label} "
              f"(hub commit {(published.hub_commit or '?')[:12]})", event=_event(job, "published", took))
@@ -277,7 +290,7 @@ def _publish(config: Config, key: str, listed: Job, state: TargetState | None, n
             claim.finish("queue")
 
 
-def _reread(claim: claims.Claim, result: LoopResult, listed: Job | None = None) -> Job | None:
+def _reread(config: Config, claim: claims.Claim, result: LoopResult, listed: Job | None = None) -> Job | None:
     """The claimed job as it is now on disk (another worker may have rewritten its retry state since our listing).
 
     With ``listed``, a job whose request changed since the listing (Gitea's user owns the file and may rewrite it)
@@ -291,9 +304,9 @@ def _reread(claim: claims.Claim, result: LoopResult, listed: Job | None = None) 
             return None
         return job
     except JobError as exc:
-        _dead_letter_unreadable(claim, str(exc), result)
+        _dead_letter_unreadable(config, claim, str(exc), result)
     except OSError as exc:  # swapped for a link, or something else, since the listing
-        _dead_letter_unreadable(claim, f"not a readable job file ({exc.strerror})", result)
+        _dead_letter_unreadable(config, claim, f"not a readable job file ({exc.strerror})", result)
     return None
 
 
@@ -306,10 +319,10 @@ def _failed_attempt(config: Config, claim: claims.Claim, job: Job, message: str,
     # A job an admin queued again ages from then, not from its push.
     age_hours = (now - (job.retried or job.created)) / 3600
     if job.attempts >= settings.max_attempts:
-        return _fail(claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}", now,
-                     result, duration)
+        return _fail(config, claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}",
+                     now, result, duration)
     if age_hours > settings.max_age_hours:
-        return _fail(claim, job, f"gave up: the job is {age_hours:.1f} hours old (worker.max_age_hours is "
+        return _fail(config, claim, job, f"gave up: the job is {age_hours:.1f} hours old (worker.max_age_hours is "
                                  f"{settings.max_age_hours:g}): {message}", now, result, duration)
     delay = backoff(job.attempts, settings, retry_after)
     claim.finish("queue", job._replace(not_before=now + delay))
@@ -319,29 +332,54 @@ def _failed_attempt(config: Config, claim: claims.Claim, job: Job, message: str,
     return None
 
 
-def _fail(claim: claims.Claim, job: Job, reason: str, now: float, result: LoopResult,
-          duration: float | None = None) -> str:
-    """Settle a job in ``failed/``; returns the reason, as stored."""
+def _fail(config: Config, claim: claims.Claim, job: Job, reason: str, now: float, result: LoopResult,
+          duration: float | None = None, *, routed: bool = True) -> str:
+    """Settle a job in ``failed/``; returns the reason, as stored. A job the config does not route (``routed``
+    false) is no target's failure: its target is whatever the job file says, which Gitea's user writes."""
     reason = clean(reason)
-    claim.finish("failed", _settled(job, "failed", now, reason=reason))
+    settled = _settled(job, "failed", now, reason=reason)
+    claim.finish("failed", settled)
+    audit.job_settled(config, settled, now)
     result.failed.append(job.id)
-    metrics.record_failure(claim.spool, job, reason, now)  # the target's last failure, for status and metrics
+    if routed:
+        metrics.record_failure(claim.spool, job, reason, now)  # the target's last failure, for status and metrics
     say(f"job {job.id} failed: {reason}", logging.ERROR, _event(job, "failed", duration))
     return reason
 
 
-def _dead_letter_unreadable(claim: claims.Claim, reason: str, result: LoopResult) -> None:
+def _dead_letter_unreadable(config: Config, claim: claims.Claim, reason: str, result: LoopResult) -> None:
     reason = clean(reason)
-    claim.finish("failed", note=reason)
+    # Gitea's user may name a folder or a second file after a job already in failed/: it cannot go there without
+    # replacing that job (or its reason), or cannot be moved at all. It is set aside in active/ instead, under
+    # a dotname no listing takes, and the pass goes on.
+    if os.path.lexists(os.path.join(claim.spool, "failed", claim.name)):
+        _set_aside(claim, f"{reason}; failed/ holds a job of that id already")
+        return
+    try:
+        claim.finish("failed", note=reason)
+    except OSError as exc:
+        _set_aside(claim, f"{reason}; it cannot be moved to failed/ ({exc.strerror})")
+        return
+    audit.job_unreadable(config, claim.name, reason)
     result.failed.append(claim.job_id)
     said = reason.removeprefix(f"job file {claim.name}: ")  # the parser names the file too
     say(f"job file {claim.name} cannot be published, moved to failed/: {said}", logging.ERROR,
         Event(claim.job_id, None, None, "failed"))
 
 
+def _set_aside(claim: claims.Claim, reason: str) -> None:
+    aside = f".set-aside-{claim.name}-{os.urandom(4).hex()}"
+    try:
+        os.rename(claim.path, os.path.join(claim.spool, "active", aside))
+    except OSError:
+        pass  # gone already; nothing else to do with it
+    claim.release()
+    say(f"job file {claim.name} cannot be published, set aside as active/{aside}: {reason}", logging.ERROR)
+
+
 def _requeue_orphan(config: Config, claim: claims.Claim, now: float, result: LoopResult) -> None:
     """A job whose worker died while holding it: count the attempt and queue it again, due at once."""
-    job = _reread(claim, result)
+    job = _reread(config, claim, result)
     if job is None:
         return
     who = claim.previous.describe() if claim.previous else "its worker"
@@ -351,7 +389,8 @@ def _requeue_orphan(config: Config, claim: claims.Claim, now: float, result: Loo
     job = job.failed_attempt(now, message)
     result.reclaimed.append(job.id)
     if job.attempts >= config.worker.max_attempts:
-        _fail(claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}", now, result)
+        _fail(config, claim, job, f"gave up after {job.attempts} attempts (worker.max_attempts): {message}", now,
+              result)
         return
     claim.finish("queue", job)
     say(f"job {job.id}: {message}", logging.WARNING, _event(job, "requeued"))

@@ -67,6 +67,12 @@ def useradd(name: str, home: Path) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
+def holding(folder: Path) -> int:
+    """The files under ``folder`` that hold something: an empty file (a lock, a log with no record) holds nothing."""
+    return sum(not stat.S_ISREG(info.st_mode) or info.st_size > 0
+               for path in folder.rglob("*") for info in (path.lstat(),) if not stat.S_ISDIR(info.st_mode))
+
+
 def account_gone(name: str) -> bool:
     try:
         pwd.getpwnam(name)
@@ -260,7 +266,7 @@ class Story:
         s = self.server
         result = s.install("--uninstall", "--prefix", str(s.prefix))
         return {"result": result, "worker_kept": not account_gone(s.worker_user),
-                "spool_files": sum(len(names) for _folder, _dirs, names in os.walk(s.spool))}
+                "spool_files": holding(s.spool), "state_files": holding(s.state)}
 
     def _purge(self) -> dict[str, Any]:
         s = self.server
@@ -504,6 +510,7 @@ def test_uninstall_removes_what_it_added_and_keeps_the_edited_config_and_the_que
         f"removed {s.base}/var/log",
         f"kept {s.config}: edited since the installer wrote it",
         f"kept {s.spool}: it holds {removed['spool_files']} files",
+        f"kept {s.state}: it holds {removed['state_files']} files",  # the spool's, and the audit log's records
         f"kept the user {s.worker_user} and its home {s.worker_home}: it owns {s.spool}",
         f"kept {s.prefix}/manifest.json: it lists what was kept",
         f"to remove that too: ./install.sh --uninstall --purge --prefix {s.prefix}",

@@ -192,6 +192,26 @@ def test_retry_all_failed_queues_every_failed_job_again_and_names_the_one_it_can
         assert job.errors[-1] == Attempt(NOW, f"queued again by an admin after: {REFUSED}")
 
 
+def test_retry_all_failed_goes_past_whatever_gitea_s_user_put_in_queue_under_a_failed_jobs_name(spool: Spool) -> None:
+    layout.enqueue(spool.root, make_job(20, kind="tag", revision="v1.0", created=NOW - 330))
+    layout.enqueue(spool.root, make_job(21, kind="tag", revision="v1.1", created=NOW - 320))
+    worker.loop(spool.config, NOW - 300, refuse_tags)
+    kept = Path(spool.root, "failed", jid(20) + ".json").read_bytes()
+    planted = Path(spool.root, "queue", jid(20) + ".json")
+    planted.mkdir()
+
+    result = spool.run("queue", "retry", "--all-failed")
+
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"job {jid(21)} queued again: acme/bert-tiny tag v1.1 c000000",
+        f"not retried: job {jid(20)} cannot be retried: {planted} exists already (look at it and remove it "
+        f"(rm -r {planted}), then retry)",
+    ]
+    assert Path(spool.root, "failed", jid(20) + ".json").read_bytes() == kept  # its outcome and attempts as they were
+    assert planted.is_dir()
+
+
 def test_retry_all_failed_says_how_many_and_answers_json(spool: Spool) -> None:
     assert spool.run("queue", "retry", "--all-failed").output == "no failed jobs to retry\n"
     layout.enqueue(spool.root, make_job(20, kind="tag", revision="v1.0", created=NOW - 330))

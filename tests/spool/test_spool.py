@@ -235,7 +235,7 @@ def test_post_receive_queues_only_the_job_prepared_for_exactly_its_update(root: 
     for job in (mine, other_repo, other_ref):
         layout.prepare(root, job, f"hf-publish: queued {job.id}")
     queued = layout.promote(root, mine.request.repo_dir, "refs/heads/main", mine.commit)
-    assert queued == [f"hf-publish: queued {mine.id}"]
+    assert queued == [(f"hf-publish: queued {mine.id}", mine.id)]
     assert layout.job_names(root, "queue") == [mine.id + ".json"]
     assert sorted(n for n in os.listdir(Path(root, "tmp")) if n.endswith(".json")) == [
         f"prepared-{mine.commit}-{other_repo.id}.json", f"prepared-{mine.commit}-{other_ref.id}.json"]

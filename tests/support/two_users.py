@@ -12,6 +12,7 @@ uid 30002, primary group git's) alone can read the Hub tokens. The tests run as 
     var/lib/hf-publish/            hf-publish:git   0700  (the worker's HOME)
     var/lib/gitea-hf-hook/         root:root        0755
     var/lib/gitea-hf-hook/spool/   hf-publish:git   2750  (its folders made by ``install``, run as root)
+    var/lib/gitea-hf-hook/audit.jsonl  hf-publish:git  0600  (audit_log, made by ``install``)
     var/log/gitea-hf-hook/         git:git          0750  (log_file: hook.log, written by the hooks)
     var/lib/gitea/                 git:git, umask 022  (repositories, LFS store, git's HOME)
 """
@@ -185,6 +186,7 @@ class TwoUsers:
         self.worker_home = base / "var" / "lib" / "hf-publish"
         self.state = base / "var" / "lib" / "gitea-hf-hook"
         self.spool = self.state / "spool"
+        self.audit_log = self.state / "audit.jsonl"
         self.log_dir = base / "var" / "log" / "gitea-hf-hook"
         self.hook_log = self.log_dir / "hook.log"
         for folder in (self.etc, self.state, self.log_dir.parent):
@@ -223,6 +225,7 @@ class TwoUsers:
             "  tokens:\n"
             f"    acme: {self.token_file}\n"
             f"spool: {self.spool}\n"
+            f"audit_log: {self.audit_log}\n"
             f"log_file: {self.hook_log}\n"
             + extra
             + f"repos:\n{repos_yaml}")

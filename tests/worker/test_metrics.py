@@ -290,8 +290,28 @@ def test_a_failed_job_for_a_target_the_config_does_not_map_names_no_target(site:
 
     assert site.status()["failures"] == 2
     assert site.status()["targets"] == []
-    assert all(Path(failure_path(site.config.spool, target_key(s.target))).is_file() for s in strays)
+    # Nothing is written for them in the worker's own state: Gitea's user could otherwise fill it.
+    assert not any(Path(failure_path(site.config.spool, target_key(s.target))).exists() for s in strays)
     assert "gitea_hf_hook_target_last_failure_info{" not in site.metrics_file.read_text()
+
+
+def refuse(config: Config, job: Job, state: TargetState | None) -> PublishResult:
+    raise PublishError("the Hub answered 403: you cannot write", "give the token write access")
+
+
+def test_a_forged_job_cannot_hide_a_targets_real_failure(site: Site) -> None:
+    layout.enqueue(site.config.spool, make_job(11, created=NOW - 350))
+    worker.loop(site.config, NOW - 300, refuse)
+    [before] = site.status()["targets"]
+    assert before["last_failure"]["reason"].startswith("the Hub answered 403")
+    # Gitea's user queues a job for the same target from a repository no rule maps to it.
+    forged = make_job(12, created=NOW - 100)
+    layout.enqueue(site.config.spool, forged._replace(request=forged.request._replace(repository="zz/zz")))
+    worker.loop(site.config, NOW - 50, refuse)
+    assert site.status()["failures"] == 2
+    [after] = site.status()["targets"]
+    assert (after["label"], after["last_failure"]["job"], after["last_failure"]["reason"]) == (
+        before["label"], jid(11), before["last_failure"]["reason"])
 
 
 def test_state_files_that_do_not_parse_or_name_another_target_are_left_out(site: Site) -> None:

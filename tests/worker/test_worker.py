@@ -435,3 +435,21 @@ def test_whatever_gitea_makes_in_its_folders_never_stops_a_pass(config: Config) 
     assert (Path(config.spool, "failed", "20270115-080000-0000000e.reason").read_text()
             == "not a readable job file (not a regular file)\n")
     assert worker.loop(config, T0 + 1, recorder).published == []  # and the next pass runs as well
+
+
+def test_a_folder_named_after_a_failed_job_is_set_aside_and_the_failed_job_kept(config: Config) -> None:
+    def refuse(config: Config, job: Job, state: TargetState | None) -> PublishResult:
+        raise PublishError("the Hub answered 403", "give the token write access")
+
+    layout.enqueue(config.spool, make_job(11))
+    worker.loop(config, T0, refuse)
+    failed = Path(config.spool, "failed", jid(11) + ".json")
+    kept = failed.read_bytes()
+    (Path(config.spool, "queue") / (jid(11) + ".json")).mkdir()  # as Gitea's user may
+    layout.enqueue(config.spool, make_job(12))
+    recorder = Recorder()
+    assert worker.loop(config, T0 + 1, recorder).published == [jid(12)]
+    assert failed.read_bytes() == kept and not Path(config.spool, "failed", jid(11) + ".reason").exists()
+    [aside] = [p.name for p in Path(config.spool, "active").iterdir() if p.name.startswith(".set-aside-")]
+    assert aside.startswith(f".set-aside-{jid(11)}.json-")
+    assert worker.loop(config, T0 + 2, recorder).published == []

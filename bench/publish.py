@@ -65,9 +65,10 @@ from gitea_hf_hook.config.model import (
 )
 from gitea_hf_hook.spool import layout as spool  # noqa: E402
 from gitea_hf_hook.spool.job import Job, PushRecord, Request, new_id  # noqa: E402
-from gitea_hf_hook.spool.state import TargetState, target_key  # noqa: E402
+from gitea_hf_hook.spool.state import TargetState  # noqa: E402
 from gitea_hf_hook.worker import loop as worker  # noqa: E402
 from gitea_hf_hook.worker import service  # noqa: E402
+from tests.support.gitea_api import GiteaApi  # noqa: E402
 from tests.support.gitea_server import Clone, GiteaServer, lfs_pointer  # noqa: E402
 from tests.support.hub import Hub  # noqa: E402
 from tests.support.publishing import CHECKS, configure  # noqa: E402
@@ -148,8 +149,7 @@ def hub_listing(hub: Hub, repo_id: str) -> dict[str, tuple[int, str]]:
 
 
 def publish_state(config: Config, repo_id: str) -> TargetState:
-    key = target_key(Target(repo_id, "model", "branch", "main", "main"))
-    state = worker.read_state(config.spool, key)
+    state = worker.read_state(config.spool, Target(repo_id, "model", "branch", "main", "main"))
     assert state is not None, f"the worker has no state for {repo_id}"
     return state
 
@@ -167,6 +167,7 @@ def weights_side(base: Path, hub_w: Hub, hub_ci: Hub, weights_mb: int, files: in
     from huggingface_hub import HfApi
 
     server = GiteaServer(base / "gitea")
+    server.gitea_api = GiteaApi(server.lfs_root)  # the worker asks it that each LFS object is the repository's
     config = configure(server, hub_w, RULE)
     server.create_repo("acme", "llm")
     server.install("acme/llm")
@@ -176,6 +177,8 @@ def weights_side(base: Path, hub_w: Hub, hub_ci: Hub, weights_mb: int, files: in
     names = [f"model-{i + 1:05d}-of-{files:05d}.safetensors" for i in range(files)]
     size = weights_mb * MiB // files
     oids = write_weights(server.lfs_root, checkout, names, size)
+    for oid in oids.values():
+        server.gitea_api.link("acme/llm", oid, size)
     clone.write({name: lfs_pointer(oid, size) for name, oid in oids.items()})
     small = {**SMALL, "config.json": '{"hidden_size": 4096, "num_layers": 32}\n'}
     clone.write(small)

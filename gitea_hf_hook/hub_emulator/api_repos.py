@@ -54,8 +54,7 @@ def whoami(app: Emulator, req: Request) -> Response:
         "canPay": False, "avatarUrl": "", "periodEnd": None,
         "orgs": [{"type": "org", "name": org, "fullname": org, "roleInOrg": "admin",
                   "id": hashlib.sha1(org.encode()).hexdigest()[:24]} for org in app.config.orgs],
-        "auth": {"type": "access_token",
-                 "accessToken": {"displayName": "hub-emulator", "role": principal.role}},
+        "auth": {"type": "access_token", "accessToken": principal.access_token()},
     })
 
 
@@ -77,6 +76,7 @@ def create_repo(app: Emulator, req: Request) -> Response:
     principal = app.require_user(req, write=True)
     body = req.json()
     key = _key_from_body(app, req, body, principal.user)
+    app.require_write(req, key)
     sdk = body.get("sdk")
     if key.type == "space" and sdk not in _SPACE_SDKS:
         raise bad_request(f"a Space needs 'sdk', one of {', '.join(_SPACE_SDKS)}")
@@ -91,7 +91,9 @@ def create_repo(app: Emulator, req: Request) -> Response:
 def delete_repo(app: Emulator, req: Request) -> Response:
     """``DELETE /api/repos/delete``."""
     principal = app.require_user(req, write=True)
-    app.store.delete(_key_from_body(app, req, req.json(), principal.user))
+    key = _key_from_body(app, req, req.json(), principal.user)
+    app.require_write(req, key)
+    app.store.delete(key)
     return json_response({})
 
 

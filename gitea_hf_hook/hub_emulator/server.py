@@ -10,12 +10,13 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import api_files, api_repos, transfers
-from .auth import Principal, TokenTable
+from .auth import Principal, TokenTable, principal_from_json
 from .errors import HubError, repo_not_found
 from .faults import Fault, FaultInjector, RequestLog, Stats
 from .httpbase import EmulatorHTTPServer, Request, Response, json_response
@@ -86,6 +87,7 @@ class Emulator:
             (r"^/_emulator/faults$", {"GET": _faults_get, "POST": _faults_post, "DELETE": _faults_delete}),
             (r"^/_emulator/requests$", {"GET": _requests_get, "DELETE": _requests_delete}),
             (r"^/_emulator/stats$", {"GET": _stats_get}),
+            (r"^/_emulator/tokens$", {"POST": _tokens_post}),
         ]
 
     # -- dispatch -------------------------------------------------------------------------------------------
@@ -122,9 +124,17 @@ class Emulator:
                 # This exact message keeps the client from reporting a bad token as RepositoryNotFoundError.
                 raise HubError(401, "Invalid credentials in Authorization header")
             raise HubError(401, "Authorization header is required")
-        if write and req.principal.role != "write":
+        if write and req.principal.role == "read":
             raise HubError(403, "This token does not have write access")
         return req.principal
+
+    def require_write(self, req: Request, key: RepoKey) -> Principal:
+        """The caller, if its token may write ``key``: a fine-grained token only where its scopes say
+        ``repo.write`` (its namespace, or the repository itself); else 401 or 403."""
+        principal = self.require_user(req, write=True)
+        if not principal.can_write(key.type, key.namespace, key.name):
+            raise HubError(403, f"This token does not have write access to {key.repo_id}")
+        return principal
 
     def readable_repo(self, req: Request, key: RepoKey) -> Repo:
         """A repository the caller may read: public ones anonymously, private ones with a valid token."""
@@ -137,7 +147,7 @@ class Emulator:
 
     def writable_repo(self, req: Request, key: RepoKey) -> tuple[Repo, Principal]:
         """A repository the caller may write to, with the caller."""
-        principal = self.require_user(req, write=True)
+        principal = self.require_write(req, key)
         return self.store.require(key), principal
 
 
@@ -166,6 +176,17 @@ def _requests_get(app: Emulator, req: Request) -> Response:
 def _requests_delete(app: Emulator, req: Request) -> Response:
     app.log.clear()
     return json_response({"requests": []})
+
+
+def _tokens_post(app: Emulator, req: Request) -> Response:
+    """Accept one more token, with the role, scopes and creation date whoami-v2 reports for it (see
+    :func:`.auth.principal_from_json`): how tests make fine-grained, classic and old tokens."""
+    try:
+        token, principal = principal_from_json(req.json(), time.time())
+    except ValueError as exc:
+        raise HubError(400, str(exc)) from None
+    app.tokens.add(token, principal)
+    return json_response({"user": principal.user, "role": principal.role})
 
 
 def _stats_get(app: Emulator, req: Request) -> Response:

@@ -26,8 +26,10 @@ repository folder, which Gitea keeps beside its LFS store by default), 500; a st
 ``VARCHAR(7)`` column, 500. Otherwise it trims the fields, always adds a row with the next index for
 (repository, sha), and answers 201 with ``api.CommitStatus``, whose state key is ``status``. No state is
 refused, and no length limit is applied, as Gitea applies none. These errors carry Gitea's ``APIError`` body,
-``{"message", "url"}``. Requests to the API are recorded in :attr:`GiteaApi.status_requests`, apart from the
-LFS server's in :attr:`GiteaApi.requests`.
+``{"message", "url"}``. ``GET`` on the same path lists a commit's statuses (section 2b): a known token without
+``read:repository`` (``write:repository`` or ``all`` imply it), 403 with the same message; an unknown or unreadable
+repository, 404; else 200 with every row, newest first, and ``X-Total-Count``. Requests to the API are recorded
+in :attr:`GiteaApi.status_requests`, apart from the LFS server's in :attr:`GiteaApi.requests`.
 """
 
 from __future__ import annotations
@@ -303,10 +305,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, authorization: str, raw: bytes, payload: Any) -> None:
         match = _STATUSES.fullmatch(self.path.split("?", 1)[0])
-        if self.command != "POST" or match is None:
+        if self.command not in ("GET", "POST") or match is None:
             self._api_error(404, "The target couldn't be found.")  # only this route is served here
             return
         owner, name, sha = match.groups()
+        listing = self.command == "GET"  # the level rule: GET needs read:repository, POST write:repository
         repository = f"{owner}/{name}".lower()
         token = _token(authorization)
         with self.state.lock:
@@ -315,12 +318,16 @@ class _Handler(BaseHTTPRequestHandler):
             readable = user is not None and (user, repository) in self.state.readers
             writable = user is not None and (user, repository) in self.state.writers
             known = repository in self.state.repositories
-        if scopes is not None and not {"all", "write:repository"} & set(scopes):  # tokenRequiresScopes
-            self._api_error(403, f"token does not have at least one of required scope(s), required=[write:repository],"
+        needed = "read:repository" if listing else "write:repository"
+        if scopes is not None and not {"all", "write:repository", needed} & set(scopes):  # tokenRequiresScopes
+            self._api_error(403, f"token does not have at least one of required scope(s), required=[{needed}],"
                                  f" token scope={','.join(scopes)}")
             return
         if not known or not readable:  # repoAssignment: no such repository, or no access to any of its units
             self._api_error(404, "The target couldn't be found.")
+            return
+        if listing:
+            self._list_statuses(repository, owner, name, sha)
             return
         if not writable:  # reqRepoWriter(unit.TypeCode)
             self._api_error(403, "user should have a permission to write to a repo")
@@ -346,6 +353,15 @@ class _Handler(BaseHTTPRequestHandler):
                    "created_at": created, "updated_at": created}
             rows.append(row)
         self._send(201, (json.dumps(row) + "\n").encode(), "application/json;charset=utf-8")
+
+    def _list_statuses(self, repository: str, owner: str, name: str, sha: str) -> None:
+        """``GET .../statuses/{sha}`` (section 2b): every row of the commit, newest first (the default sort), with
+        ``X-Total-Count``; a sha the repository does not hold has none."""
+        commit = self._commit(owner, name, sha) or sha  # MustConvertToSHA1 leaves what it cannot expand
+        with self.state.lock:
+            rows = list(reversed(self.state.statuses.get((repository, commit), [])))
+        self._send(200, (json.dumps(rows) + "\n").encode(), "application/json;charset=utf-8",
+                   {"X-Total-Count": str(len(rows))})
 
     def _commit(self, owner: str, name: str, sha: str) -> str | None:
         """The full id of commit ``sha`` in the repository, or None when it holds no such commit."""

@@ -12,6 +12,7 @@ import select
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,20 @@ class Hub:
                                                   "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
+
+    def add_token(self, user: str, role: str = "fineGrained", *, scoped: Sequence[tuple[str, str, Sequence[str]]] = (),
+                  created_at: str | None = "") -> str:
+        """A new token of ``user``, made now: a classic ``read`` or ``write`` one, or a ``fineGrained`` one with
+        ``scoped`` entries ``(entity type, name, permissions)``, such as ``("org", "acme", ["repo.write"])``.
+        whoami-v2 reports ``created_at`` as its creation date (an ISO time; "" is now, None reports none)."""
+        token = "hf_" + secrets.token_hex(16)
+        payload: dict[str, Any] = {"token": token, "user": user, "role": role, "scoped": [
+            {"entity": {"type": kind, "name": name}, "permissions": list(permissions)}
+            for kind, name, permissions in scoped]}
+        if created_at != "":
+            payload["createdAt"] = created_at
+        self.control("POST", "/_emulator/tokens", payload)
+        return token
 
     def requests(self) -> list[dict[str, Any]]:
         """The request log (method, path, status)."""

@@ -77,7 +77,7 @@ class Sandbox:
 
     def stop(self) -> None:
         self.hub.stop()
-        self.gitea_api.stop()
+        self.gitea_api.close()
 
 
 def start(base: Path) -> Sandbox:
@@ -90,7 +90,7 @@ def start(base: Path) -> Sandbox:
     try:
         hub = Hub(base / "hub", base / "hub-emulator.log", "--org", OWNER)
     except BaseException:
-        gitea_api.stop()
+        gitea_api.close()
         raise
     sandbox = Sandbox(base, server, gitea_api, hub, worker_home)
     try:

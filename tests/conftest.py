@@ -56,7 +56,7 @@ def server(tmp_path: Path) -> Iterator[GiteaServer]:
     gitea = GiteaServer(tmp_path)
     gitea.gitea_api = GiteaApi(gitea.lfs_root)
     yield gitea
-    gitea.gitea_api.stop()
+    gitea.gitea_api.close()
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def site_fixture(hub: Hub) -> Iterator[Site]:
 
     yield make
     for base, server in made:
-        server.gitea_api.stop()
+        server.gitea_api.close()
         shutil.rmtree(base)
 
 

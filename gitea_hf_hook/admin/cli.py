@@ -11,7 +11,7 @@ import click
 
 from ..config.load import load
 from ..config.model import Config, config_path
-from ..errors import HookError
+from ..errors import ConfigError, HookError
 from .errors import report
 
 
@@ -330,7 +330,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     from . import queue as qs
 
-    data = qs.status(_config(ctx), time.time())
+    try:
+        config = _config(ctx)
+    except ConfigError as error:
+        from .doctor import broken_since
+
+        # The worker goes on with its last valid config; what the admin needs first is since when it broke.
+        raise ConfigError(error.message + broken_since(config_path(ctx.obj["config"])), error.hint) from None
+    data = qs.status(config, time.time())
     if as_json:
         _echo_json(data)
     else:

@@ -158,14 +158,20 @@ def _repo_root_of(path: str) -> str | None:
     return root if isinstance(root, str) and os.path.isabs(root) else None
 
 
-def _broken(path: str, error: ConfigError) -> Finding:
-    detail = error.message
+def broken_since(path: str) -> str:
+    """"; the hooks have found it broken since ..." for the config ``path`` that does not load, or "" when the
+    hooks have not (yet) met it broken: for doctor and status."""
     root = _repo_root_of(path)
     home = git_home(root) if root else None
     since = cache.broken_since(path, os.path.join(home, ".cache")) if home else None
-    if since is not None:
-        detail += (f"; the hooks have found it broken since {_when(since)}, and refuse pushes to the refs that "
-                   "published under the last valid config")
+    if since is None:
+        return ""
+    return (f"; the hooks have found it broken since {_when(since)}, and refuse pushes to the refs that published "
+            "under the last valid config")
+
+
+def _broken(path: str, error: ConfigError) -> Finding:
+    detail = error.message + broken_since(path)
     return Finding("config", FAIL, detail + "; the other checks need a config that loads", error.hint)
 
 

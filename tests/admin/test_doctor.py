@@ -218,7 +218,7 @@ def site(hub: Hub) -> Iterator[Site]:
         yield made
     finally:
         if made is not None:
-            made.api.stop()
+            made.api.close()
             for account in (made.worker, made.hook):
                 subprocess.run(["userdel", account.pw_name], capture_output=True, timeout=60)
         shutil.rmtree(base)

@@ -162,3 +162,17 @@ def test_a_cache_folder_an_earlier_release_left_group_writable_is_made_private_b
     error = break_config(gitea)
     assert clone.push("main:other").ok
     assert_rejected(clone, "main", lines=under_last_valid(error, "refs/heads/main"))
+
+
+def test_status_says_since_when_the_hooks_have_found_the_config_broken(clone: Clone, gitea: GiteaServer) -> None:
+    clone.commit()
+    error = break_config(gitea)
+    assert_rejected(clone, "main", lines=under_last_valid(error, "refs/heads/main"))
+    since = cache.broken_since(str(gitea.config_path), str(gitea.home / ".cache"))
+    assert since is not None
+    result = gitea.cli("status")
+    assert result.returncode == 1
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    assert result.stderr == (f"gitea-hf-hook: error: {error.removesuffix(' ' + HINT)}; the hooks have found it "
+                             f"broken since {when}, and refuse pushes to the refs that published under the last "
+                             f"valid config {HINT}\n")

@@ -40,6 +40,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import threading
 import time
@@ -129,6 +130,7 @@ class GiteaApi:
                                         daemon=True)
         self._thread.start()
         self._stopped = False
+        self._holder: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -200,7 +202,9 @@ class GiteaApi:
         return hold
 
     def stop(self) -> None:
-        """Stop serving and close the port; a second call does nothing."""
+        """Stop serving, as a Gitea that is down: its port stays bound but not listening, so a connection to it is
+        refused, and no other server on the machine can take the port meanwhile (that one would answer instead).
+        :meth:`close` frees it. A second call does nothing."""
         if self._stopped:
             return
         self._stopped = True
@@ -211,8 +215,19 @@ class GiteaApi:
             for hold in self._state.holds:
                 hold.release()
         self._httpd.shutdown()
+        port = self._httpd.server_address[1]
         self._httpd.server_close()
         self._thread.join()
+        self._holder = socket.socket()
+        self._holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._holder.bind(("127.0.0.1", port))
+
+    def close(self) -> None:
+        """Stop serving, if still serving, and free the port: at the end of a test."""
+        self.stop()
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.close()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -319,5 +319,5 @@ def two_users_fixture(hub: Hub) -> Iterator[TwoUsers]:
         yield site
     finally:
         if site is not None:
-            site.gitea_api.stop()
+            site.gitea_api.close()
         shutil.rmtree(base)

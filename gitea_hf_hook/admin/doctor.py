@@ -19,6 +19,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import stat
 import subprocess
 import sys
@@ -277,8 +278,13 @@ def _hook_cache(who: Site) -> Finding:
         return Finding("hook cache", FAIL, f"{folder}: {exc.strerror}", "check gitea.repo_root in the config")
     if not stat.S_ISDIR(st.st_mode):
         return Finding("hook cache", FAIL, f"{folder} is not a folder", f"rm {folder}; the next push makes it")
-    entries = [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
-    for path, info in [(folder, st), *((p, os.lstat(p)) for p in entries)]:
+    found = [(folder, st)]
+    for name in sorted(os.listdir(folder)):
+        try:
+            found.append((os.path.join(folder, name), os.lstat(os.path.join(folder, name))))
+        except FileNotFoundError:
+            pass  # a push renamed its temporary file meanwhile
+    for path, info in found:
         if info.st_uid != who.hook or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return Finding("hook cache", FAIL, f"{path} could be changed by others than Gitea's user {hook} "
                            f"(owner {_name(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o}), and the hooks "
@@ -306,15 +312,37 @@ def _log_folder(config: Config, who: Site) -> Finding:
 def lfs_problem(root: str) -> str | None:
     """Why this process cannot read the LFS store at ``root`` (a folder it cannot list, an object it cannot open),
     or None. A few objects stand for all: Gitea makes every one with the same modes."""
+    # Gitea's user owns the store: no link in it is followed, and only a regular file is opened.
+    folder_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    path = root
     try:
-        top = sorted(n for n in os.listdir(root) if len(n) == 2)[:2]
-        for first in top:
-            for second in sorted(n for n in os.listdir(os.path.join(root, first)) if len(n) == 2)[:1]:
-                folder = os.path.join(root, first, second)
-                for name in sorted(os.listdir(folder))[:1]:
-                    os.close(os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK))
+        top_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for first in sorted(n for n in os.listdir(top_fd) if len(n) == 2)[:2]:
+                path = os.path.join(root, first)
+                first_fd = os.open(first, folder_flags, dir_fd=top_fd)
+                try:
+                    for second in sorted(n for n in os.listdir(first_fd) if len(n) == 2)[:1]:
+                        path = os.path.join(root, first, second)
+                        second_fd = os.open(second, folder_flags, dir_fd=first_fd)
+                        try:
+                            for name in sorted(os.listdir(second_fd))[:1]:
+                                path = os.path.join(root, first, second, name)
+                                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY,
+                                             dir_fd=second_fd)
+                                try:
+                                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                                        return f"{path}: not a regular file"
+                                finally:
+                                    os.close(fd)
+                        finally:
+                            os.close(second_fd)
+                finally:
+                    os.close(first_fd)
+        finally:
+            os.close(top_fd)
     except OSError as exc:
-        return f"{exc.filename}: {exc.strerror}"
+        return f"{path}: {exc.strerror}"
     return None
 
 
@@ -608,6 +636,10 @@ def _ask(config: Config, method: str, path: str, token: str) -> tuple[int, str]:
         raise _Unanswered(clean(said.replace(token, "[REDACTED]"), 200)) from None
 
 
+# The names Gitea gives owners and repositories: anything else under repo_root was put there by someone else.
+_GITEA_NAME = re.compile(r"[-.\w]+")
+
+
 def gitea_token(config: Config) -> list[Finding]:
     """``gitea.url`` answers, and the token has ``read:repository`` (LFS) and, for statuses, ``write:repository``,
     and its user may read (write) every repository that publishes. The probes change nothing: Gitea's scope check
@@ -632,9 +664,13 @@ def gitea_token(config: Config) -> list[Finding]:
     write = config.gitea_statuses
     unseen, unwritable = [], []
     fix = f"{_TOKEN_HINT}: {path}"
+    from urllib.parse import quote
+
     for repo in repos:
         owner, _, name = repo.partition("/")
-        base = f"/api/v1/repos/{owner}/{name}/statuses/{ZERO}"
+        if not all(_GITEA_NAME.fullmatch(part) and part not in (".", "..") for part in (owner, name)):
+            continue  # a folder Gitea cannot have made: never a path the token is sent to
+        base = f"/api/v1/repos/{quote(owner, safe='')}/{quote(name, safe='')}/statuses/{ZERO}"
         try:
             for method in ("GET", "POST") if write else ("GET",):
                 status, said = _ask(config, method, base, token)

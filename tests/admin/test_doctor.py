@@ -497,3 +497,28 @@ def test_a_log_folder_others_may_write_and_a_spool_missing_its_folders_are_failu
     assert site.cli("sync").returncode == 0
     site.log_dir.chmod(0o750)
     assert site.doctor(code=0) == site.lines()
+
+
+def test_the_lfs_check_follows_no_link_gitea_s_user_planted_in_the_store(tmp_path: Path) -> None:
+    from gitea_hf_hook.admin.doctor import lfs_problem
+
+    store, elsewhere = tmp_path / "lfs", tmp_path / "elsewhere"
+    (elsewhere / "cd").mkdir(parents=True)
+    (elsewhere / "cd" / "secret").write_text("not an LFS object\n")
+    store.mkdir()
+    (store / "ab").symlink_to(elsewhere)
+    assert lfs_problem(str(store)) == f"{store}/ab: Not a directory"  # O_DIRECTORY with O_NOFOLLOW on a link
+    (store / "ab").unlink()
+    (store / "ab" / "cd").mkdir(parents=True)
+    os.mkfifo(store / "ab" / "cd" / "fifo")  # opened without blocking, and refused
+    assert lfs_problem(str(store)) == f"{store}/ab/cd/fifo: not a regular file"
+
+
+def test_a_broken_since_record_from_the_far_future_is_not_believed(tmp_path: Path) -> None:
+    from gitea_hf_hook.config import cache
+
+    config = tmp_path / "config.yaml"
+    record = Path(cache.cache_file(str(config), str(tmp_path / "cache")) + ".broken")
+    record.parent.mkdir(parents=True)
+    record.write_text("1e20\n")  # Gitea's user writes this folder
+    assert cache.broken_since(str(config), str(tmp_path / "cache")) is None

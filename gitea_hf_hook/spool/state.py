@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from ..config.model import Target
 from ..errors import JobError
 from . import layout
 from .codec import ShapeError, from_data, to_data
 from .job import PublishResult, is_id, is_oid
+
+_Record = TypeVar("_Record")
 
 __all__ = ["PublishResult", "TargetFailure", "TargetRecord", "TargetState", "dump", "dump_failure", "failure_path",
            "parse", "parse_failure", "records", "state_path", "target_key"]
@@ -47,19 +49,25 @@ def state_path(spool: str, key: str) -> str:
     return os.path.join(spool, "state", "targets", key + ".json")
 
 
-def dump(state: TargetState) -> bytes:
+def dump(state: TargetState | TargetFailure) -> bytes:
+    """A target's state or its last failure, as the worker stores it."""
     return json.dumps({"version": VERSION, **to_data(state)}, sort_keys=True, indent=1).encode()
 
 
-def parse(name: str, data: bytes) -> TargetState:
-    """The state stored as ``name``; raises JobError naming the file and the field that is wrong."""
+def _read(kind: type[_Record], name: str, data: bytes, hint: str) -> _Record:
+    """The record of type ``kind`` stored as ``name``, of this version; raises JobError naming the file and field."""
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict) or raw.pop("version", None) != VERSION:
             raise ShapeError("version", f"must be {VERSION}")
-        state = from_data(TargetState, raw)
+        return from_data(kind, raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise JobError(f"state file {name}: {exc}", "it is ignored: the next publish compares with the Hub") from None
+        raise JobError(f"state file {name}: {exc}", hint) from None
+
+
+def parse(name: str, data: bytes) -> TargetState:
+    """The state stored as ``name``; raises JobError naming the file and the field that is wrong."""
+    state = _read(TargetState, name, data, "it is ignored: the next publish compares with the Hub")
     # Its commit ids reach git's command line and the Hub's API: nothing but full hex ids, and a job id's shape.
     result = state.result
     for field, value in (("result.git_commit", result.git_commit), ("result.hub_commit", result.hub_commit or ""),
@@ -98,20 +106,13 @@ def failure_path(spool: str, key: str) -> str:
     return os.path.join(spool, "state", "targets", key + FAILURE_SUFFIX)
 
 
-def dump_failure(failure: TargetFailure) -> bytes:
-    return json.dumps({"version": VERSION, **to_data(failure)}, sort_keys=True, indent=1).encode()
+dump_failure = dump
 
 
 def parse_failure(name: str, data: bytes) -> TargetFailure:
     """The failure stored as ``name``; raises JobError naming the file and the field that is wrong."""
     hint = "it is ignored: the next failure of the target writes it again"
-    try:
-        raw = json.loads(data)
-        if not isinstance(raw, dict) or raw.pop("version", None) != VERSION:
-            raise ShapeError("version", f"must be {VERSION}")
-        failure = from_data(TargetFailure, raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JobError(f"state file {name}: {exc}", hint) from None
+    failure = _read(TargetFailure, name, data, hint)
     if failure.commit and not is_oid(failure.commit):
         raise JobError(f"state file {name}: commit: must be a full hex object id", hint)
     if not is_id(failure.job):
